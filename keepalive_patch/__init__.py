@@ -1,0 +1,74 @@
+"""keepalive-patch: TCP keepalive and one connect retry for every httpx / httpx2 transport.
+
+``import keepalive_patch`` is enough: from then on every ``HTTPTransport`` and
+``AsyncHTTPTransport`` the process builds gets keepalive socket options and ``retries=1``
+unless the caller set them.  Nothing heavy is imported until httpx or httpx2 is.
+"""
+
+import os
+
+from keepalive_patch import config, hooks, patch
+from keepalive_patch.config import Settings
+
+__all__ = ["Settings", "__version__", "apply", "is_applied", "remove", "settings", "socket_options"]
+__version__ = "0.1.0"
+
+
+def apply(
+    *,
+    idle: "int | None" = None,
+    interval: "int | None" = None,
+    count: "int | None" = None,
+    retries: "int | None" = None,
+    user_timeout: "int | None" = None,
+) -> bool:
+    """Patch httpx and httpx2 transports, now or when imported; returns False if disabled.
+
+    Arguments override the ``KEEPALIVE_PATCH_*`` environment (seconds; ``user_timeout`` in ms,
+    0 turns it off; ``retries=0`` leaves retries alone).  Calling again changes the settings for
+    transports made afterwards; the classes are still wrapped only once.
+    """
+    overrides = {
+        "idle": idle,
+        "interval": interval,
+        "count": count,
+        "retries": retries,
+        "user_timeout": user_timeout,
+    }
+    for name, value in overrides.items():
+        if value is not None:
+            config.check_value(name, value)
+    return _apply(overrides, "apply")
+
+
+def _apply(overrides: "dict[str, int | None]", source: str) -> bool:
+    if config.is_disabled(os.environ):
+        return False
+    patch.configure(overrides, source)
+    hooks.install(patch.patch_module)
+    return True
+
+
+def remove() -> None:
+    """Undo ``apply()``: restore the original ``__init__`` objects and stop watching imports."""
+    hooks.uninstall()
+    patch.unpatch_all()
+    patch.configure({})
+
+
+def is_applied() -> bool:
+    """True between ``apply()`` (or ``import keepalive_patch``) and ``remove()``."""
+    return hooks.is_installed()
+
+
+def settings() -> Settings:
+    """The settings in force: defaults, then environment, then ``apply()`` arguments."""
+    return patch.current()[0]
+
+
+def socket_options() -> "list[tuple[int, int, int]]":
+    """The keepalive options this host accepts, as ``(level, optname, value)`` triples."""
+    return list(patch.current()[1].accepted)
+
+
+_apply({}, "apply")
