@@ -94,3 +94,20 @@ def option_name(level: int, optname: int, sock: "ModuleType" = socket) -> str:
         if (level == sock.SOL_SOCKET) == is_socket_level and getattr(sock, name, None) == optname:
             return name
     return f"{level}:{optname}"
+
+
+def read_back(
+    live: "socket.socket", options: "list[tuple[int, int, int]]"
+) -> "list[tuple[tuple[int, int, int], int | None]]":
+    """Each option next to the value ``getsockopt`` reads from ``live`` (``None`` if unreadable).
+
+    ``SO_KEEPALIVE`` reads back as any non-zero value on some platforms; callers compare with that
+    in mind.
+    """
+    values: list[tuple[tuple[int, int, int], int | None]] = []
+    for option in options:
+        try:
+            values.append((option, live.getsockopt(option[0], option[1])))
+        except OSError:
+            values.append((option, None))
+    return values
