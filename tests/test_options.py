@@ -1,0 +1,130 @@
+"""Per-platform option sets (facades of other platforms' socket modules) and kernel probing."""
+
+from __future__ import annotations
+
+import socket
+import types
+
+from keepalive_patch import options
+from keepalive_patch.config import Settings
+
+SETTINGS = Settings(idle=30, interval=10, count=3)
+
+
+def facade(**constants: int) -> types.ModuleType:
+    """A stand-in ``socket`` module with just the constants another platform defines."""
+    module = types.ModuleType("socket_facade")
+    module.__dict__.update(constants)
+    return module
+
+
+# Values from each platform's headers (and CPython's socket module there).
+MACOS = facade(
+    SOL_SOCKET=0xFFFF, SO_KEEPALIVE=0x8, IPPROTO_TCP=6,
+    TCP_KEEPALIVE=0x10, TCP_KEEPINTVL=0x101, TCP_KEEPCNT=0x102,
+)  # fmt: skip
+MACOS_PY39 = facade(
+    SOL_SOCKET=0xFFFF, SO_KEEPALIVE=0x8, IPPROTO_TCP=6, TCP_KEEPINTVL=0x101, TCP_KEEPCNT=0x102
+)
+WINDOWS = facade(
+    SOL_SOCKET=0xFFFF, SO_KEEPALIVE=0x8, IPPROTO_TCP=6,
+    TCP_KEEPIDLE=3, TCP_KEEPINTVL=17, TCP_KEEPCNT=16,
+)  # fmt: skip
+OLD_WINDOWS = facade(SOL_SOCKET=0xFFFF, SO_KEEPALIVE=0x8, IPPROTO_TCP=6)
+UNKNOWN = facade(SOL_SOCKET=1, SO_KEEPALIVE=9)
+
+
+def test_linux() -> None:
+    assert options.keepalive_options(SETTINGS) == [
+        (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+        (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 30),
+        (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 10),
+        (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3),
+        (socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 60_000),
+    ]
+
+
+def test_linux_user_timeout_off() -> None:
+    names = [
+        options.option_name(level, name)
+        for level, name, _ in options.keepalive_options(Settings(user_timeout=0))
+    ]
+    assert "TCP_USER_TIMEOUT" not in names
+
+
+def test_macos_uses_tcp_keepalive_for_idle() -> None:
+    assert options.keepalive_options(SETTINGS, MACOS) == [
+        (0xFFFF, 0x8, 1),
+        (6, 0x10, 30),
+        (6, 0x101, 10),
+        (6, 0x102, 3),
+    ]
+
+
+def test_macos_before_python_310_has_no_idle_constant() -> None:
+    assert options.keepalive_options(SETTINGS, MACOS_PY39) == [
+        (0xFFFF, 0x8, 1),
+        (6, 0x101, 10),
+        (6, 0x102, 3),
+    ]
+
+
+def test_windows() -> None:
+    assert options.keepalive_options(SETTINGS, WINDOWS) == [
+        (0xFFFF, 0x8, 1),
+        (6, 3, 30),
+        (6, 17, 10),
+        (6, 16, 3),
+    ]
+
+
+def test_old_windows_and_unknown_platforms_get_so_keepalive_only() -> None:
+    assert options.keepalive_options(SETTINGS, OLD_WINDOWS) == [(0xFFFF, 0x8, 1)]
+    assert options.keepalive_options(SETTINGS, UNKNOWN) == [(1, 9, 1)]
+
+
+def test_probe_keeps_what_the_kernel_accepts() -> None:
+    wanted = options.keepalive_options(SETTINGS)
+    result = options.probe(wanted)
+    assert result.probed
+    assert result.accepted == wanted
+    assert result.rejected == []
+
+
+def test_probe_drops_what_the_real_kernel_rejects() -> None:
+    """Linux refuses TCP_KEEPIDLE=0 and TCP_KEEPCNT=0 with EINVAL: a real rejection, no mock."""
+    good = (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    bad_idle = (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 0)
+    bad_count = (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 0)
+    result = options.probe([good, bad_idle, bad_count])
+    assert result.accepted == [good]
+    assert [option for option, _ in result.rejected] == [bad_idle, bad_count]
+    assert all(why for _, why in result.rejected)
+
+
+def test_probe_without_sockets_offers_nothing() -> None:
+    """Where no socket can be made (a locked-down sandbox) nothing is injected."""
+
+    def no_socket(*args: object) -> socket.socket:
+        raise PermissionError(1, "Operation not permitted")
+
+    locked = facade(AF_INET=2, AF_INET6=10, SOCK_STREAM=1)
+    locked.socket = no_socket  # type: ignore[attr-defined]
+    result = options.probe([(1, 9, 1)], locked)
+    assert not result.probed
+    assert result.accepted == []
+
+
+def test_option_names() -> None:
+    assert options.option_name(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == "TCP_KEEPIDLE"
+    assert options.option_name(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == "SO_KEEPALIVE"
+    assert options.option_name(6, 0x10, MACOS) == "TCP_KEEPALIVE"
+    assert options.option_name(6, 999) == "6:999"
+
+
+def test_read_back_from_live_socket() -> None:
+    wanted = options.keepalive_options(SETTINGS)
+    with socket.socket() as live:
+        for option in wanted:
+            live.setsockopt(*option)
+        assert options.read_back(live, wanted) == [(option, option[2]) for option in wanted]

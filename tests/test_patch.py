@@ -1,0 +1,363 @@
+"""The wrapper on real transports: options read back from live loopback sockets."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import socket
+import sys
+import threading
+import types
+from typing import Any
+
+import pytest
+from conftest import expected, fetch, read_options
+
+import keepalive_patch
+from keepalive_patch import patch
+
+TCP = socket.IPPROTO_TCP
+
+
+def test_default_client_gets_keepalive(lib: types.ModuleType, mode: str, http_url: str) -> None:
+    [options] = fetch(lib, mode, http_url)
+    assert options == expected()
+    assert options["SO_KEEPALIVE"] == 1
+    assert options["TCP_KEEPIDLE"] == 30
+    assert options["TCP_KEEPINTVL"] == 10
+    assert options["TCP_KEEPCNT"] == 3
+    assert options["TCP_USER_TIMEOUT"] == 60_000
+
+
+def test_explicit_transport_gets_keepalive(lib: types.ModuleType, mode: str, http_url: str) -> None:
+    [options] = fetch(lib, mode, http_url, transport_kwargs={"http2": False})
+    assert options == expected()
+
+
+def test_apply_overrides_reach_the_socket(lib: types.ModuleType, http_url: str) -> None:
+    keepalive_patch.apply(idle=7, interval=2, count=4, user_timeout=9_000)
+    [options] = fetch(lib, "sync", http_url)
+    assert options == {
+        "SO_KEEPALIVE": 1,
+        "TCP_KEEPIDLE": 7,
+        "TCP_KEEPINTVL": 2,
+        "TCP_KEEPCNT": 4,
+        "TCP_USER_TIMEOUT": 9_000,
+    }
+
+
+def test_unpatched_socket_has_no_keepalive(lib: types.ModuleType, http_url: str) -> None:
+    """The control: the same request without the shim gets the kernel defaults."""
+    keepalive_patch.remove()
+    [options] = fetch(lib, "sync", http_url)
+    assert options["SO_KEEPALIVE"] == 0
+    assert options["TCP_USER_TIMEOUT"] == 0
+
+
+def test_caller_keyword_options_win(lib: types.ModuleType, mode: str, http_url: str) -> None:
+    mine = [(TCP, socket.TCP_KEEPIDLE, 77), (TCP, socket.TCP_NODELAY, 1)]
+    [options] = fetch(lib, mode, http_url, transport_kwargs={"socket_options": mine})
+    assert options == expected(TCP_KEEPIDLE=77)
+
+
+def test_caller_tuple_options_win(lib: types.ModuleType, http_url: str) -> None:
+    mine = ((socket.SOL_SOCKET, socket.SO_KEEPALIVE, 0),)
+    [options] = fetch(lib, "sync", http_url, transport_kwargs={"socket_options": mine})
+    assert options == expected(SO_KEEPALIVE=0)
+
+
+def test_generator_options_are_materialized_once(
+    lib: types.ModuleType, mode: str, http_url: str
+) -> None:
+    """A one-shot generator would leave every connection after the first without options."""
+    mine = (opt for opt in [(TCP, socket.TCP_KEEPCNT, 9)])
+    limits = lib.Limits(max_keepalive_connections=0)  # a new connection per request
+    results = fetch(
+        lib, mode, http_url, transport_kwargs={"socket_options": mine, "limits": limits}, requests=2
+    )
+    assert results == [expected(TCP_KEEPCNT=9)] * 2
+
+
+def test_caller_positional_options_and_retries_win(lib: types.ModuleType, http_url: str) -> None:
+    """httpx 0.28 order: verify, cert, trust_env, http1, http2, limits, proxy, uds,
+    local_address, retries, socket_options."""
+    parameters = list(inspect.signature(patch._patched[lib.HTTPTransport][0]).parameters)
+    positional = [True, None, True, True, False, lib.Limits(), None, None, None, 4]
+    positional.append([(TCP, socket.TCP_KEEPINTVL, 5)])
+    assert parameters[1:12] == [
+        "verify", "cert", "trust_env", "http1", "http2", "limits",
+        "proxy", "uds", "local_address", "retries", "socket_options",
+    ]  # fmt: skip
+    transport = lib.HTTPTransport(*positional)
+    assert transport._pool._retries == 4
+    [options] = fetch(lib, "sync", http_url, transport_args=tuple(positional))
+    assert options == expected(TCP_KEEPINTVL=5)
+
+
+def test_retries_injected_unless_given(lib: types.ModuleType) -> None:
+    # httpcore keeps no public accessor for the pool's retry count.
+    assert lib.HTTPTransport()._pool._retries == 1
+    assert lib.AsyncHTTPTransport()._pool._retries == 1
+    assert lib.HTTPTransport(retries=0)._pool._retries == 0
+    assert lib.AsyncHTTPTransport(retries=3)._pool._retries == 3
+
+
+def test_retries_zero_setting_injects_nothing(lib: types.ModuleType) -> None:
+    keepalive_patch.apply(retries=0)
+    assert lib.HTTPTransport()._pool._retries == 0
+
+
+def test_uds_gets_no_socket_options_but_answers(
+    lib: types.ModuleType, mode: str, uds_path: str
+) -> None:
+    """TCP options on an AF_UNIX socket fail every request with errno 95; we must add none."""
+    import asyncio
+
+    if mode == "sync":
+        transport = lib.HTTPTransport(uds=uds_path)
+        assert transport._pool._socket_options is None
+        assert transport._pool._retries == 1
+        with lib.Client(transport=transport) as client:
+            assert client.get("http://local/").text == "ok"
+        return
+
+    async def main() -> str:
+        async with lib.AsyncClient(transport=lib.AsyncHTTPTransport(uds=uds_path)) as client:
+            return str((await client.get("http://local/")).text)
+
+    if mode == "trio":
+        import trio
+
+        assert trio.run(main) == "ok"
+    else:
+        assert asyncio.run(main()) == "ok"
+
+
+def test_env_proxy_mounts_are_patched(
+    lib: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    for client in (lib.Client(), lib.AsyncClient()):
+        mounts = [t for t in client._mounts.values() if t is not None]
+        assert mounts, "the environment proxy should have produced mounted transports"
+        for transport in mounts:
+            # The transport got the options and handed them to its proxy pool; whether that
+            # pool uses them on the client->proxy socket is tests/test_proxies.py's business.
+            assert transport._pool._socket_options == keepalive_patch.socket_options()
+
+
+def test_subclass_calling_super_is_patched(lib: types.ModuleType, http_url: str) -> None:
+    class Custom(lib.HTTPTransport):  # type: ignore[name-defined,misc]
+        def __init__(self, marker: str, **kwargs: Any) -> None:
+            self.marker = marker
+            super().__init__(**kwargs)
+
+    class Plain(lib.HTTPTransport):  # type: ignore[name-defined,misc]
+        pass
+
+    for transport in (Custom("x"), Plain()):
+        with lib.Client(transport=transport) as client:
+            response = client.get(http_url)
+            from conftest import live_socket
+
+            assert read_options(live_socket(response)) == expected()
+
+
+def test_bad_arguments_raise_httpx_own_error(lib: types.ModuleType) -> None:
+    with pytest.raises(TypeError) as patched_error:
+        lib.HTTPTransport(no_such_argument=1)
+    keepalive_patch.remove()
+    with pytest.raises(TypeError) as original_error:
+        lib.HTTPTransport(no_such_argument=1)
+    assert str(patched_error.value) == str(original_error.value)
+
+
+def test_internal_failure_falls_back_to_original(
+    lib: types.ModuleType, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken() -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(patch, "current", broken)
+    with caplog.at_level(logging.WARNING, logger="keepalive_patch"):
+        first = lib.HTTPTransport(retries=2)
+        lib.HTTPTransport()
+    assert first._pool._retries == 2
+    assert first._pool._socket_options is None
+    failures = [r for r in caplog.records if "failed to prepare" in r.getMessage()]
+    assert len(failures) == 1, "logged once, not per transport"
+
+
+def test_remove_restores_exact_originals(lib: types.ModuleType, http_url: str) -> None:
+    originals = {cls: patch._patched[cls][0] for cls in (lib.HTTPTransport, lib.AsyncHTTPTransport)}
+    keepalive_patch.remove()
+    assert not keepalive_patch.is_applied()
+    for cls, original in originals.items():
+        assert cls.__dict__["__init__"] is original
+        assert inspect.isfunction(original)
+    [options] = fetch(lib, "sync", http_url)
+    assert options["SO_KEEPALIVE"] == 0
+    keepalive_patch.apply()
+    [options] = fetch(lib, "sync", http_url)
+    assert options == expected()
+
+
+def test_remove_when_another_wrapper_sits_on_top(lib: types.ModuleType, http_url: str) -> None:
+    """Restoring would drop the other wrapper too; ours must turn into a pass-through instead."""
+    ours = lib.HTTPTransport.__dict__["__init__"]
+    calls = []
+
+    def other(self: Any, *args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        ours(self, *args, **kwargs)
+
+    lib.HTTPTransport.__init__ = other
+    try:
+        keepalive_patch.remove()
+        assert lib.HTTPTransport.__dict__["__init__"] is other
+        [options] = fetch(lib, "sync", http_url)
+        assert options["SO_KEEPALIVE"] == 0
+        assert calls
+    finally:
+        lib.HTTPTransport.__init__ = ours.__wrapped__
+
+
+def test_apply_twice_wraps_once(lib: types.ModuleType) -> None:
+    keepalive_patch.apply()
+    keepalive_patch.apply(idle=5)
+    init = lib.HTTPTransport.__dict__["__init__"]
+    assert inspect.isfunction(init.__wrapped__), "exactly one layer of wrapping"
+    assert lib.HTTPTransport()._pool._socket_options[1][2] == 5
+
+
+def test_concurrent_apply_wraps_once(lib: types.ModuleType) -> None:
+    keepalive_patch.remove()
+    barrier = threading.Barrier(8)
+
+    def racer() -> None:
+        barrier.wait(timeout=10)
+        keepalive_patch.apply()
+
+    threads = [threading.Thread(target=racer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    for cls in (lib.HTTPTransport, lib.AsyncHTTPTransport):
+        assert inspect.isfunction(cls.__dict__["__init__"].__wrapped__)
+    assert sys.meta_path.count(sys.meta_path[0]) == 1
+
+
+def test_probe_drops_rejected_option_end_to_end(
+    lib: types.ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    http_url: str,
+) -> None:
+    """Offer an option this kernel refuses (TCP_KEEPIDLE=0 is EINVAL on Linux): it must be
+    dropped and logged, never turned into a ConnectError on the request."""
+    from keepalive_patch import options
+
+    real = options.keepalive_options
+    monkeypatch.setattr(
+        options,
+        "keepalive_options",
+        lambda settings: [*real(settings), (TCP, socket.TCP_KEEPIDLE, 0)],
+    )
+    with caplog.at_level(logging.WARNING, logger="keepalive_patch"):
+        keepalive_patch.apply()
+        [live] = fetch(lib, "sync", http_url)
+    assert live["TCP_KEEPIDLE"] == 30
+    assert any("TCP_KEEPIDLE=0" in r.getMessage() for r in caplog.records)
+
+
+class _Fake027:
+    """httpx 0.27's transport signature (trust_env after limits), recording what it receives."""
+
+    def __init__(
+        self,
+        verify: Any = True,
+        cert: Any = None,
+        http1: bool = True,
+        http2: bool = False,
+        limits: Any = None,
+        trust_env: bool = True,
+        proxy: Any = None,
+        uds: str | None = None,
+        local_address: str | None = None,
+        retries: int = 0,
+        socket_options: Any = None,
+    ) -> None:
+        self.received = dict(locals())
+        del self.received["self"]
+
+
+class _Fake024:
+    """httpx 0.24's transport signature: no socket_options parameter at all."""
+
+    def __init__(
+        self,
+        verify: Any = True,
+        cert: Any = None,
+        http1: bool = True,
+        http2: bool = False,
+        limits: Any = None,
+        trust_env: bool = True,
+        proxy: Any = None,
+        uds: str | None = None,
+        local_address: str | None = None,
+        retries: int = 0,
+    ) -> None:
+        self.received = dict(locals())
+        del self.received["self"]
+
+
+def _fake_library(name: str, cls: type) -> types.ModuleType:
+    module = types.ModuleType(name)
+    module.HTTPTransport = type("HTTPTransport", (cls,), dict(cls.__dict__))  # type: ignore[attr-defined]
+    module.AsyncHTTPTransport = type("AsyncHTTPTransport", (cls,), dict(cls.__dict__))  # type: ignore[attr-defined]
+    return module
+
+
+def test_binds_against_027_signature_positionally() -> None:
+    module = _fake_library("fake027", _Fake027)
+    patch.patch_module(module)
+    ours = keepalive_patch.socket_options()
+    mine = [(TCP, socket.TCP_KEEPCNT, 8)]
+    # positional up to socket_options, in 0.27's order
+    t = module.HTTPTransport(True, None, True, False, None, False, None, None, None, 2, mine)
+    assert t.received["trust_env"] is False
+    assert t.received["retries"] == 2
+    assert {opt[:2]: opt[2] for opt in t.received["socket_options"]} == {
+        **{opt[:2]: opt[2] for opt in ours},
+        (TCP, socket.TCP_KEEPCNT): 8,
+    }
+    # positional up to trust_env only: retries and options are added
+    t = module.AsyncHTTPTransport(True, None, True, False, None, False)
+    assert t.received["trust_env"] is False
+    assert t.received["retries"] == 1
+    assert t.received["socket_options"] == ours
+
+
+def test_library_without_socket_options_gets_retries_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    module = _fake_library("fake024", _Fake024)
+    with caplog.at_level(logging.WARNING, logger="keepalive_patch"):
+        patch.patch_module(module)
+        t = module.HTTPTransport()
+        module.HTTPTransport(uds="/x")
+    assert t.received["retries"] == 1
+    assert "socket_options" not in t.received
+    notes = [r for r in caplog.records if "retries only" in r.getMessage()]
+    assert len(notes) == 1
+
+
+def test_merge_options_keeps_caller_values() -> None:
+    keepalive = [(1, 9, 1), (6, 4, 30)]
+    assert patch.merge_options(None, keepalive) == keepalive
+    assert patch.merge_options([(6, 4, 5)], keepalive) == [(6, 4, 5), (1, 9, 1)]
+    assert patch.merge_options(((1, 9, 0),), keepalive) == [(1, 9, 0), (6, 4, 30)]
+    four = (6, 4, None, 4)  # httpcore also accepts (level, optname, None, optlen)
+    assert patch.merge_options([four], keepalive) == [four, (1, 9, 1)]
