@@ -134,3 +134,18 @@ def test_bad_environment_never_breaks_the_host() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1"
     assert result.stderr == ""
+
+
+def test_logger_has_a_null_handler_and_stdout_stays_clean() -> None:
+    result = run_python(
+        """
+        import logging, keepalive_patch, httpx
+        httpx.HTTPTransport()
+        log = logging.getLogger("keepalive_patch")
+        print([type(h).__name__ for h in log.handlers])
+        """,
+        KEEPALIVE_PATCH_IDLE="bad",  # something to log
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['NullHandler']"
+    assert result.stderr == ""
