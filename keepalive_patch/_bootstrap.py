@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 MODULE_NAME = "sitecustomize"
 
-#: Real paths of the ``sitecustomize`` files run through ``chain``: no file ever runs twice.
+#: Absolute paths of the ``sitecustomize`` files run through ``chain``: no file ever runs twice.
 _ran: "set[str]" = set()
 
 
@@ -30,26 +30,26 @@ def chain(own_file: str) -> None:
     ``sys.modules["sitecustomize"]`` is that other module, so ``import sitecustomize`` anywhere
     returns it and ``site`` reports its errors exactly as it would without us.
     """
-    own = os.path.realpath(own_file)
+    own = os.path.abspath(own_file)
     _ran.add(own)
     spec = find_next(os.path.dirname(own), sys.path)
-    if spec is None or spec.origin is None or os.path.realpath(spec.origin) in _ran:
+    if spec is None or spec.origin is None or os.path.abspath(spec.origin) in _ran:
         return
-    _ran.add(os.path.realpath(spec.origin))
+    _ran.add(os.path.abspath(spec.origin))
     _execute(spec)
 
 
 def find_next(own_dir: str, path: "Sequence[str]") -> "ModuleSpec | None":
     """The spec of the first ``sitecustomize`` in ``path`` after the entry ``own_dir``.
 
-    Every entry naming ``own_dir`` (however spelt) is skipped.  If ``own_dir`` is not on the
+    Every entry naming ``own_dir`` (relative or absolute) is skipped.  If ``own_dir`` is not on the
     path at all, the whole path is searched.
     """
-    real = [
-        os.path.realpath(entry or os.curdir) if isinstance(entry, str) else "" for entry in path
+    absolute = [
+        os.path.abspath(entry or os.curdir) if isinstance(entry, str) else "" for entry in path
     ]
-    start = real.index(own_dir) + 1 if own_dir in real else 0
-    rest = [entry for entry, where in zip(path[start:], real[start:]) if where != own_dir]
+    start = absolute.index(own_dir) + 1 if own_dir in absolute else 0
+    rest = [entry for entry, where in zip(path[start:], absolute[start:]) if where != own_dir]
     spec: ModuleSpec | None = _path_finder().find_spec(MODULE_NAME, rest)
     if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
         return None

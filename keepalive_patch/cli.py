@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 PROG = "keepalive-patch"
 PTH_NAME = "keepalive_patch.pth"
-#: Guarded so that a left-over file is harmless after ``pip uninstall keepalive-patch``.
+#: ``site`` executes lines starting with ``import``.  The import is guarded so that a file left
+#: behind by ``pip uninstall keepalive-patch`` stays silent instead of erroring at every start.
 PTH_CONTENT = (
     "# Written by `keepalive-patch enable`; `keepalive-patch disable` removes it.\n"
     'import sys; exec("try: import keepalive_patch\\nexcept ImportError: pass")\n'
@@ -37,6 +38,14 @@ SETTING_FLAGS = {
 
 def main(argv: "Sequence[str] | None" = None) -> int:
     """Entry point of the console script and of ``python -m keepalive_patch``."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: "Sequence[str] | None") -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:

@@ -52,6 +52,15 @@ def test_app_is_patched_and_so_are_its_children(hook_dir: str) -> None:
 
 
 @HOOK_DIRS
+def test_hosts_running_with_warnings_as_errors(hook_dir: str) -> None:
+    result = run_python(
+        [*PYTHON, "-X", "dev", "-W", "error", "-c", "pass"], clean_env(PYTHONPATH=hook_dir)
+    )
+    assert result.stderr == ""
+    assert_patched(run_app([*PYTHON, "-W", "error"], clean_env(PYTHONPATH=hook_dir)))
+
+
+@HOOK_DIRS
 def test_settings_come_from_the_environment(hook_dir: str) -> None:
     env = clean_env(PYTHONPATH=hook_dir, KEEPALIVE_PATCH_IDLE="7", KEEPALIVE_PATCH_COUNT="2")
     assert_patched(run_app(PYTHON, env), idle=7, count=2)
