@@ -3,14 +3,19 @@
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
+import sysconfig
+import venv
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 APP = Path(__file__).resolve().parent / "scripts" / "http_app.py"
 CONNECTIONS = ("httpx sync", "httpx async", "httpx2 sync", "httpx2 async")
+#: Where the test's dependencies (httpx, httpx2, wrapt...) live, for throwaway environments.
+DEPENDENCIES = sysconfig.get_paths()["purelib"]
 #: Never imported at interpreter start by the hook (brief, principle 3).
 HEAVY = ("httpx", "httpx2", "httpcore", "httpcore2", "wrapt", "anyio", "logging", "socket")
 
@@ -96,3 +101,33 @@ def start_modules(prefix: "list[str]", env: "dict[str, str]") -> "list[str]":
 
 
 PYTHON = [sys.executable]
+
+
+def install_copy(site_dir: Path, package: bool = True) -> None:
+    """``pip install keepalive-patch``, offline: the package copied in, its deps found by path.
+
+    Not the checkout itself on the path: its top-level sitecustomize.py would patch everything.
+    """
+    site_dir.mkdir(parents=True, exist_ok=True)
+    if package:
+        shutil.copytree(
+            REPO / "keepalive_patch",
+            site_dir / "keepalive_patch",
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+    # Sorts before keepalive_patch.pth, as the files of a real installation are there first.
+    (site_dir / "_keepalive_test_paths.pth").write_text(f"{DEPENDENCIES}\n")
+
+
+def throwaway_venv(root: Path, install: bool = True) -> "tuple[Path, Path]":
+    """A fresh virtualenv (no pip: fast, offline), the test's deps, the package if ``install``."""
+    venv.create(root, with_pip=False, symlinks=os.name != "nt")
+    python = root / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    purelib = Path(
+        run_python(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            clean_env(),
+        ).stdout.strip()
+    )
+    install_copy(purelib, package=install)
+    return python, purelib

@@ -21,6 +21,7 @@ from apps import (
     run_app,
     run_python,
     start_modules,
+    throwaway_venv,
 )
 
 from keepalive_patch import _bootstrap, bootstrap
@@ -83,11 +84,20 @@ def test_hook_imports_nothing_heavy(hook_dir: str) -> None:
     assert {name for name in added if not name.startswith("keepalive_patch")} <= {"sitecustomize"}
 
 
-def test_isolated_mode_is_not_covered() -> None:
-    """``python -I`` ignores PYTHONPATH, so the PYTHONPATH entry points cannot reach it."""
+@pytest.mark.parametrize("flag", ["-I", "-E", "-S"])
+def test_isolated_modes_are_not_covered(flag: str, tmp_path: Path) -> None:
+    """``-I`` and ``-E`` ignore PYTHONPATH and ``-S`` skips site: the PYTHONPATH ways miss them."""
+    python, _ = throwaway_venv(tmp_path / "venv")
     env = clean_env(PYTHONPATH=BOOTSTRAP)
-    assert "keepalive_patch" in start_modules(PYTHON, env)
-    assert "keepalive_patch" not in start_modules([*PYTHON, "-I"], env)
+    assert "keepalive_patch" in start_modules([str(python)], env)
+    assert "keepalive_patch" not in start_modules([str(python), flag], env)
+
+
+def test_checkout_needs_no_installation(tmp_path: Path) -> None:
+    """A virtualenv with httpx and wrapt but no keepalive-patch, and the checkout on PYTHONPATH."""
+    python, _ = throwaway_venv(tmp_path / "venv", install=False)
+    assert_unpatched(run_app([str(python)], clean_env()))
+    assert_patched(run_app([str(python)], clean_env(PYTHONPATH=str(REPO)), "--child"))
 
 
 @HOOK_DIRS
@@ -175,9 +185,12 @@ def test_another_interpreter_borrows_the_package_beside_the_bootstrap(version: s
     assert result.stderr == ""
 
 
-def test_python2_on_the_same_pythonpath_is_left_alone() -> None:
-    python = _other_python("2.7")
+@pytest.mark.parametrize("version", ["2.7", "3.8"])
+def test_older_interpreters_on_the_same_pythonpath_are_left_alone(version: str) -> None:
+    python = _other_python(version)
     if python is None:
-        pytest.skip("no Python 2.7 here")
-    result = run_python([python, "-c", "print('ok')"], clean_env(PYTHONPATH=BOOTSTRAP))
-    assert (result.stdout, result.stderr) == ("ok\n", "")
+        pytest.skip(f"no Python {version} here")
+    code = "import sys; print('keepalive_patch' in sys.modules)"
+    for hook_dir in (BOOTSTRAP, str(REPO)):
+        result = run_python([python, "-c", code], clean_env(PYTHONPATH=hook_dir))
+        assert (result.stdout, result.stderr) == ("False\n", "")

@@ -10,19 +10,21 @@ import site
 import subprocess
 import sys
 import sysconfig
-import venv
 from pathlib import Path
 
 import pytest
 from apps import (
+    DEPENDENCIES,
     REPO,
     assert_light_start,
     assert_patched,
     assert_unpatched,
     clean_env,
+    install_copy,
     run_app,
     run_python,
     start_modules,
+    throwaway_venv,
 )
 
 from keepalive_patch import bootstrap, cli
@@ -36,8 +38,6 @@ LAUNCHERS = pytest.mark.parametrize(
     [[str(SCRIPT)], [sys.executable, "-m", "keepalive_patch"]],
     ids=["script", "module"],
 )
-#: Where the test's dependencies (httpx, httpx2, wrapt...) live, for throwaway environments.
-DEPENDENCIES = sysconfig.get_paths()["purelib"]
 
 
 @LAUNCHERS
@@ -138,37 +138,8 @@ def test_bootstrap_directory_ships_in_the_package() -> None:
 # --- enable / disable ---------------------------------------------------------------------------
 
 
-def _install_copy(site_dir: Path) -> None:
-    """``pip install keepalive-patch``, offline: the package copied in, its deps found by path.
-
-    Not the checkout itself on the path: its top-level sitecustomize.py would patch everything.
-    """
-    site_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(
-        REPO / "keepalive_patch",
-        site_dir / "keepalive_patch",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
-    # Sorts before keepalive_patch.pth, as the files of a real installation are there first.
-    (site_dir / "_keepalive_test_paths.pth").write_text(f"{DEPENDENCIES}\n")
-
-
-def _throwaway_venv(root: Path) -> "tuple[Path, Path]":
-    """A fresh virtualenv (no pip: fast, offline) with a copy of the package installed."""
-    venv.create(root, with_pip=False, symlinks=os.name != "nt")
-    python = root / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-    purelib = Path(
-        run_python(
-            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            clean_env(),
-        ).stdout.strip()
-    )
-    _install_copy(purelib)
-    return python, purelib
-
-
 def test_enable_and_disable_a_virtualenv(tmp_path: Path) -> None:
-    python, purelib = _throwaway_venv(tmp_path / "venv")
+    python, purelib = throwaway_venv(tmp_path / "venv")
     env = clean_env()
     pth = purelib / cli.PTH_NAME
     command = [str(python), "-m", "keepalive_patch"]
@@ -182,6 +153,7 @@ def test_enable_and_disable_a_virtualenv(tmp_path: Path) -> None:
 
     assert_patched(run_app([str(python)], env, "--child"))
     assert_patched(run_app([str(python), "-I"], env))  # site-packages .pth files still run
+    assert "keepalive_patch" not in start_modules([str(python), "-S"], env)  # no site, no .pth
     assert_unpatched(run_app([str(python)], clean_env(KEEPALIVE_PATCH_DISABLE="1"), "--child"))
     assert_patched(run_app([str(python)], clean_env(KEEPALIVE_PATCH_IDLE="11")), idle=11)
     modules = start_modules([str(python)], env)
@@ -197,7 +169,7 @@ def test_enable_and_disable_a_virtualenv(tmp_path: Path) -> None:
 
 
 def test_leftover_pth_is_harmless_once_the_package_is_gone(tmp_path: Path) -> None:
-    python, purelib = _throwaway_venv(tmp_path / "venv")
+    python, purelib = throwaway_venv(tmp_path / "venv")
     shutil.rmtree(purelib / "keepalive_patch")  # pip uninstall keepalive-patch
     (purelib / "_keepalive_test_paths.pth").unlink()
     (purelib / cli.PTH_NAME).write_text(cli.PTH_CONTENT)
@@ -206,7 +178,7 @@ def test_leftover_pth_is_harmless_once_the_package_is_gone(tmp_path: Path) -> No
 
 
 def test_enable_user_refused_in_a_virtualenv(tmp_path: Path) -> None:
-    python, _ = _throwaway_venv(tmp_path / "venv")
+    python, _ = throwaway_venv(tmp_path / "venv")
     result = run_python(
         [str(python), "-m", "keepalive_patch", "enable", "--user"], clean_env(), check=False
     )
@@ -235,14 +207,7 @@ def test_enable_and_disable_the_user_site(tmp_path: Path) -> None:
     if enabled_site != "True":
         pytest.skip("the base interpreter has no user site here")
     user_site = Path(user_site_text)
-    user_site.mkdir(parents=True)
-    # "pip install --user keepalive-patch", offline: the package itself, its deps by path.
-    shutil.copytree(
-        REPO / "keepalive_patch",
-        user_site / "keepalive_patch",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
-    (user_site / "_keepalive_test_paths.pth").write_text(f"{DEPENDENCIES}\n")
+    install_copy(user_site)  # pip install --user keepalive-patch
     command = [str(python), "-m", "keepalive_patch"]
     pth = user_site / cli.PTH_NAME
 
