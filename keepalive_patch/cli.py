@@ -72,6 +72,7 @@ def _main(argv: "Sequence[str] | None") -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; each subcommand's parser is kept as ``args.subparser``."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="TCP keepalive and one connect retry for every httpx / httpx2 transport of a "
@@ -154,10 +155,12 @@ def _setting_type(name: str) -> "Callable[[str], int]":
 
 
 def overrides(args: argparse.Namespace) -> "dict[str, int | None]":
+    """The setting flags given on the command line (``None`` for those left out)."""
     return {name: getattr(args, name) for name in SETTING_FLAGS}
 
 
 def bootstrap_dir() -> str:
+    """The directory holding our ``sitecustomize.py`` (what ``path`` prints)."""
     from keepalive_patch import bootstrap
 
     return bootstrap.DIRECTORY
