@@ -1,0 +1,289 @@
+"""The ``keepalive-patch`` command: ``run``, ``path``, ``enable`` / ``disable`` and ``check``.
+
+Imported only when the command runs, never at interpreter start, so it may use ``argparse`` and
+friends freely.
+"""
+
+import argparse
+import os
+import sys
+
+import keepalive_patch
+from keepalive_patch import config
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+PROG = "keepalive-patch"
+PTH_NAME = "keepalive_patch.pth"
+#: ``site`` executes lines starting with ``import``.  The import is guarded so that a file left
+#: behind by ``pip uninstall keepalive-patch`` stays silent instead of erroring at every start.
+PTH_CONTENT = (
+    "# Written by `keepalive-patch enable`; `keepalive-patch disable` removes it.\n"
+    'import sys; exec("try: import keepalive_patch\\nexcept ImportError: pass")\n'
+)
+#: name -> (flag, help)
+SETTING_FLAGS = {
+    "idle": ("--idle", "seconds of silence before the first keepalive probe (default 30)"),
+    "interval": ("--interval", "seconds between probes (default 10)"),
+    "count": ("--count", "unanswered probes before the connection is dropped (default 3)"),
+    "retries": ("--retries", "connect retries when the caller set none (default 1; 0 = leave)"),
+    "user_timeout": (
+        "--user-timeout",
+        "ms unacknowledged data may wait, Linux (default (idle+interval*count)*1000; 0 = off)",
+    ),
+}
+
+
+def main(argv: "Sequence[str] | None" = None) -> int:
+    """Entry point of the console script and of ``python -m keepalive_patch``."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: "Sequence[str] | None") -> int:
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        args.subparser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command_name == "run":
+        command = list(args.command)
+        if command[:1] == ["--"]:
+            command = command[1:]
+        if not command:
+            args.subparser.error(
+                "missing the command to run, e.g. keepalive-patch run -- python app.py"
+            )
+        return run(command, overrides(args))
+    if args.command_name == "path":
+        print(bootstrap_dir())
+        return 0
+    if args.command_name in ("enable", "disable"):
+        return set_enabled(args.command_name == "enable", user=args.user)
+    from keepalive_patch import check
+
+    if args.url is not None and not args.url.lower().startswith(("http://", "https://")):
+        args.subparser.error(f"URL must start with http:// or https://, got {args.url!r}")
+    return check.run(args.url, overrides(args), as_json=args.json)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; each subcommand's parser is kept as ``args.subparser``."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="TCP keepalive and one connect retry for every httpx / httpx2 transport of a "
+        "program, without editing it.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {keepalive_patch.__version__}"
+    )
+    commands = parser.add_subparsers(dest="command_name", metavar="COMMAND")
+    commands.required = True
+
+    run_parser = commands.add_parser(
+        "run",
+        help="run a program with the patch applied (like ddtrace-run)",
+        description="Run CMD with keepalive-patch's sitecustomize on PYTHONPATH, so every Python "
+        "process it starts is patched.  Flags become KEEPALIVE_PATCH_* variables.",
+        usage=f"{PROG} run [--idle N] [--interval N] [--count N] [--retries N] "
+        "[--user-timeout MS] -- CMD [ARGS...]",
+    )
+    _add_setting_flags(run_parser)
+    run_parser.add_argument(
+        "command", nargs=argparse.REMAINDER, help="the program and its arguments"
+    )
+
+    commands.add_parser(
+        "path",
+        help="print the directory to put on PYTHONPATH",
+        description="Print the directory holding keepalive-patch's sitecustomize.py: "
+        "PYTHONPATH=$(python -m keepalive_patch path) python app.py",
+    )
+    for name, verb in (("enable", "write"), ("disable", "remove")):
+        sub = commands.add_parser(
+            name,
+            help=f"{verb} a .pth file that patches every interpreter of this environment",
+            description=f"{verb.capitalize()} {PTH_NAME} in this environment's site-packages "
+            "(or the user site with --user).  Safe to repeat.",
+        )
+        sub.add_argument("--user", action="store_true", help="use the user site-packages directory")
+
+    check_parser = commands.add_parser(
+        "check",
+        help="show the settings and prove them on live connections",
+        description="Print the versions, settings and socket options in force, then open a real "
+        "connection with each installed library (to URL, or to a loopback server started here) "
+        "and read the options back from the live socket.  Exit 0 when every installed library "
+        "got them, 1 otherwise.",
+    )
+    check_parser.add_argument(
+        "url", nargs="?", metavar="URL", help="connect here instead of loopback"
+    )
+    check_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_setting_flags(check_parser)
+
+    for sub in commands.choices.values():
+        sub.set_defaults(subparser=sub)
+    return parser
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    for name, (flag, help_text) in SETTING_FLAGS.items():
+        metavar = "MS" if name == "user_timeout" else "N"
+        parser.add_argument(
+            flag, dest=name, type=_setting_type(name), metavar=metavar, help=help_text
+        )
+
+
+def _setting_type(name: str) -> "Callable[[str], int]":
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        try:
+            return config.check_value(name, value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = name
+    return parse
+
+
+def overrides(args: argparse.Namespace) -> "dict[str, int | None]":
+    """The setting flags given on the command line (``None`` for those left out)."""
+    return {name: getattr(args, name) for name in SETTING_FLAGS}
+
+
+def bootstrap_dir() -> str:
+    """The directory holding our ``sitecustomize.py`` (what ``path`` prints)."""
+    from keepalive_patch import bootstrap
+
+    return bootstrap.DIRECTORY
+
+
+def child_environment(
+    environ: "dict[str, str]", settings: "dict[str, int | None]"
+) -> "dict[str, str]":
+    """``environ`` with our bootstrap directory first on PYTHONPATH and the flags as variables."""
+    env = dict(environ)
+    ours = bootstrap_dir()
+    existing = env.get("PYTHONPATH", "")
+    kept = [entry for entry in existing.split(os.pathsep) if entry != ours] if existing else []
+    env["PYTHONPATH"] = os.pathsep.join([ours, *kept])
+    for name, value in settings.items():
+        if value is not None:
+            env[config.FIELDS[name][0]] = str(value)
+    return env
+
+
+def run(command: "list[str]", settings: "dict[str, int | None]") -> int:
+    """Replace this process with ``command`` (on Windows: run it and return its exit code)."""
+    env = child_environment(dict(os.environ), settings)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        if sys.platform == "win32":  # no real exec there: the caller would see our exit early
+            import subprocess
+
+            return subprocess.call(command, env=env)
+        os.execvpe(command[0], command, env)
+    except FileNotFoundError:
+        print(f"{PROG} run: command not found: {command[0]}", file=sys.stderr)
+        return 127
+    except PermissionError:
+        print(f"{PROG} run: permission denied: {command[0]}", file=sys.stderr)
+        return 126
+    except OSError as exc:
+        print(f"{PROG} run: cannot run {command[0]}: {exc.strerror or exc}", file=sys.stderr)
+        return 126
+    return 0  # pragma: no cover - execvpe does not return
+
+
+class _Refused(Exception):
+    """An ``enable`` / ``disable`` that could not be done, with the reason for the user."""
+
+
+def pth_directory(user: bool) -> str:
+    """Where ``enable`` writes: this environment's site-packages, or the user site."""
+    if user:
+        import site
+
+        if not site.ENABLE_USER_SITE:
+            raise _Refused(
+                "this interpreter does not read the user site-packages (a virtualenv, "
+                "python -s or PYTHONNOUSERSITE); run it without --user"
+            )
+        return site.getusersitepackages()
+    import sysconfig
+
+    return sysconfig.get_paths()["purelib"]
+
+
+def set_enabled(enabled: bool, user: bool) -> int:
+    """Write or remove the .pth file; report what was done, idempotently."""
+    try:
+        directory = pth_directory(user)
+        path = os.path.join(directory, PTH_NAME)
+        message = _write_pth(path) if enabled else _remove_pth(path)
+    except _Refused as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        hint = "" if user else " (try --user, or run it as the owner of this environment)"
+        print(
+            f"{PROG}: cannot change {exc.filename or directory}: {exc.strerror or exc}{hint}",
+            file=sys.stderr,
+        )
+        return 1
+    print(message)
+    return 0
+
+
+def _write_pth(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as existing:
+            if existing.read() == PTH_CONTENT:
+                return f"already enabled: {path}"
+    except FileNotFoundError:
+        pass
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "w", encoding="utf-8") as new:
+        new.write(PTH_CONTENT)
+    os.replace(temporary, path)
+    if not _loads_at_start():
+        os.remove(path)
+        raise _Refused(
+            f"a new interpreter did not load keepalive_patch through {path}, so it was removed: "
+            "install keepalive-patch into the environment whose site-packages holds the file "
+            "(with --user: pip install --user keepalive-patch)"
+        )
+    return f"enabled: wrote {path}; every new {sys.executable} process is patched"
+
+
+def _remove_pth(path: str) -> str:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        return f"already disabled: {path} does not exist"
+    return f"disabled: removed {path}"
+
+
+def _loads_at_start() -> bool:
+    """Whether a fresh interpreter of this environment imports keepalive_patch at start-up."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", config.DISABLE_VAR)}
+    probe = "import sys; print('keepalive_patch' in sys.modules)"
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return result.stdout.strip() == "True"

@@ -1,0 +1,133 @@
+"""Run the unmodified test application (scripts/http_app.py) and judge its live sockets."""
+
+import ast
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import venv
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+APP = Path(__file__).resolve().parent / "scripts" / "http_app.py"
+CONNECTIONS = ("httpx sync", "httpx async", "httpx2 sync", "httpx2 async")
+#: Where the test's dependencies (httpx, httpx2, wrapt...) live, for throwaway environments.
+DEPENDENCIES = sysconfig.get_paths()["purelib"]
+#: Never imported at interpreter start by the hook (brief, principle 3).
+HEAVY = ("httpx", "httpx2", "httpcore", "httpcore2", "wrapt", "anyio", "logging", "socket")
+
+
+def clean_env(**extra: str) -> "dict[str, str]":
+    """This environment without PYTHONPATH, user-site tricks or KEEPALIVE_PATCH_* settings."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("KEEPALIVE_PATCH_")
+        and name not in ("PYTHONPATH", "PYTHONUSERBASE", "PYTHONNOUSERSITE", "PYTHONSTARTUP")
+    }
+    env.update(extra)
+    return env
+
+
+def run_python(
+    command: "list[str]", env: "dict[str, str]", cwd: "Path | str | None" = None, check: bool = True
+) -> "subprocess.CompletedProcess[str]":
+    result = subprocess.run(
+        command, env=env, cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"{command} exited {result.returncode}:\n{result.stderr}")
+    return result
+
+
+def run_app(
+    prefix: "list[str]", env: "dict[str, str]", *args: str, cwd: "Path | str | None" = None
+) -> "dict[str, Any]":
+    """Run the app through ``prefix`` (an interpreter, or a launcher + interpreter)."""
+    result = run_python([*prefix, str(APP), *args], env, cwd=cwd)
+    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return report
+
+
+def expected(
+    idle: int = 30, interval: int = 10, count: int = 3, user_timeout: "int | None" = None
+) -> "dict[str, int]":
+    values = {
+        "SO_KEEPALIVE": 1,
+        "TCP_KEEPIDLE": idle,
+        "TCP_KEEPINTVL": interval,
+        "TCP_KEEPCNT": count,
+        "TCP_USER_TIMEOUT": (idle + interval * count) * 1000
+        if user_timeout is None
+        else user_timeout,
+    }
+    return values
+
+
+def assert_patched(report: "dict[str, Any]", **settings: int) -> None:
+    """Every live connection of the app (and of its child, if any) carries the options."""
+    want = expected(**settings)
+    for name in CONNECTIONS:
+        got = report["results"][name]
+        assert {key: got.get(key) for key in want} == want, (name, got)
+    if "child" in report:
+        assert_patched(report["child"], **settings)
+
+
+def assert_unpatched(report: "dict[str, Any]") -> None:
+    for name in CONNECTIONS:
+        got = report["results"][name]
+        assert got["SO_KEEPALIVE"] == 0, (name, got)
+        assert got.get("TCP_USER_TIMEOUT", 0) == 0, (name, got)
+    if "child" in report:
+        assert_unpatched(report["child"])
+
+
+def assert_light_start(modules: "list[str]") -> None:
+    """Nothing heavy was imported before the app's first line ran."""
+    loaded = set(modules)
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def start_modules(prefix: "list[str]", env: "dict[str, str]") -> "list[str]":
+    """``sys.modules`` of an interpreter that never imports anything itself."""
+    code = "import sys; print(repr(sorted(sys.modules)))"
+    result = run_python([*prefix, "-c", code], env)
+    modules: list[str] = ast.literal_eval(result.stdout)
+    return modules
+
+
+PYTHON = [sys.executable]
+
+
+def install_copy(site_dir: Path, package: bool = True) -> None:
+    """``pip install keepalive-patch``, offline: the package copied in, its deps found by path.
+
+    Not the checkout itself on the path: its top-level sitecustomize.py would patch everything.
+    """
+    site_dir.mkdir(parents=True, exist_ok=True)
+    if package:
+        shutil.copytree(
+            REPO / "keepalive_patch",
+            site_dir / "keepalive_patch",
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+    # Sorts before keepalive_patch.pth, as the files of a real installation are there first.
+    (site_dir / "_keepalive_test_paths.pth").write_text(f"{DEPENDENCIES}\n")
+
+
+def throwaway_venv(root: Path, install: bool = True) -> "tuple[Path, Path]":
+    """A fresh virtualenv (no pip: fast, offline), the test's deps, the package if ``install``."""
+    venv.create(root, with_pip=False, symlinks=os.name != "nt")
+    python = root / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    purelib = Path(
+        run_python(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            clean_env(),
+        ).stdout.strip()
+    )
+    install_copy(purelib, package=install)
+    return python, purelib

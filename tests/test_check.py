@@ -1,0 +1,188 @@
+"""``keepalive-patch check``: the report, its exit status, and the live read-back it relies on."""
+
+import contextlib
+import http.server
+import io
+import json
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from apps import clean_env, run_python
+
+import keepalive_patch
+from keepalive_patch import check, patch
+
+CHECK = [sys.executable, "-m", "keepalive_patch", "check"]
+ALL_CONNECTIONS = [
+    ("httpx", "sync"),
+    ("httpx", "async"),
+    ("httpx2", "sync"),
+    ("httpx2", "async"),
+]
+
+
+def check_json(*arguments: str, **env: str) -> "tuple[int, dict[str, Any], str]":
+    result = run_python([*CHECK, "--json", *arguments], clean_env(**env), check=False)
+    report: dict[str, Any] = json.loads(result.stdout)
+    return result.returncode, report, result.stderr
+
+
+def option_values(connection: "dict[str, Any]") -> "dict[str, int]":
+    return {item["name"]: item["actual"] for item in connection["options"]}
+
+
+@contextlib.contextmanager
+def loopback_server() -> "Iterator[str]":
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/path"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_default_check_passes_on_loopback() -> None:
+    status, report, _ = check_json()
+    assert status == 0 and report["ok"] is True
+    assert report["applied"] is True and report["disabled_by"] is None
+    assert report["target"].endswith("(loopback server started by check)")
+    assert [(c["library"], c["transport"]) for c in report["connections"]] == ALL_CONNECTIONS
+    for connection in report["connections"]:
+        assert connection["ok"] and connection["status"] == 200
+        assert option_values(connection)["SO_KEEPALIVE"] == 1
+        assert option_values(connection)["TCP_KEEPIDLE"] == 30
+    assert {name: item["source"] for name, item in report["settings"].items()} == dict.fromkeys(
+        ["idle", "interval", "count", "retries", "user_timeout"], "default"
+    )
+    assert report["settings"]["user_timeout"]["value"] == 60000
+    assert report["dropped"] == []
+    for name in ("httpx", "httpcore", "httpx2", "httpcore2", "wrapt"):
+        assert report["versions"][name]
+
+
+def test_sources_distinguish_env_and_flag() -> None:
+    status, report, _ = check_json(
+        "--idle", "7", "--user-timeout", "4000", KEEPALIVE_PATCH_COUNT="5"
+    )
+    assert status == 0
+    settings = report["settings"]
+    assert settings["idle"] == {"value": 7, "source": "flag"}
+    assert settings["count"] == {"value": 5, "source": "env"}
+    assert settings["user_timeout"] == {"value": 4000, "source": "flag"}
+    assert settings["interval"] == {"value": 10, "source": "default"}
+    for connection in report["connections"]:
+        values = option_values(connection)
+        assert (values["TCP_KEEPIDLE"], values["TCP_KEEPCNT"]) == (7, 5)
+        assert values["TCP_USER_TIMEOUT"] == 4000
+
+
+def test_bad_environment_value_is_reported_as_a_warning() -> None:
+    status, report, _ = check_json(KEEPALIVE_PATCH_IDLE="soon")
+    assert status == 0
+    assert report["settings"]["idle"] == {"value": 30, "source": "default"}
+    assert any("KEEPALIVE_PATCH_IDLE='soon'" in message for message in report["warnings"])
+
+
+def test_disabled_fails_and_says_why() -> None:
+    status, report, _ = check_json(KEEPALIVE_PATCH_DISABLE="1")
+    assert status == 1 and report["ok"] is False
+    assert report["disabled_by"] == "KEEPALIVE_PATCH_DISABLE"
+    for connection in report["connections"]:
+        assert not connection["ok"]
+        assert option_values(connection)["SO_KEEPALIVE"] == 0
+    human = run_python(CHECK, clean_env(KEEPALIVE_PATCH_DISABLE="1"), check=False)
+    assert human.returncode == 1
+    assert "DISABLED by KEEPALIVE_PATCH_DISABLE" in human.stdout
+    assert "SO_KEEPALIVE=0 (expected 1)" in human.stdout
+    assert human.stdout.rstrip().endswith("(see above).")
+
+
+def test_given_url_is_used_with_progress_on_stderr() -> None:
+    with loopback_server() as url:
+        status, report, stderr = check_json(url)
+    assert status == 0
+    assert report["target"] == url
+    assert [c["status"] for c in report["connections"]] == [204] * 4
+    assert f"connecting to {url} with httpx2 (async)" in stderr
+
+
+def test_unreachable_url_fails_with_the_error() -> None:
+    with socket.socket() as unused:  # a loopback port nobody listens on
+        unused.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{unused.getsockname()[1]}/"
+    status, report, _ = check_json(url)
+    assert status == 1
+    assert all(c["error"].startswith("ConnectError") for c in report["connections"])
+    human = run_python([*CHECK, url], clean_env(), check=False)
+    assert "FAIL  ConnectError" in human.stdout
+
+
+def test_human_report_names_everything() -> None:
+    result = run_python([*CHECK, "--interval", "4"], clean_env())
+    text = result.stdout
+    for expected in (
+        "Python ",
+        "httpx2 ",
+        "wrapt ",
+        "Patch: applied",
+        "interval      4 s        flag",
+        "idle          30 s       default",
+        "TCP_KEEPINTVL     4",
+        "Dropped: none",
+        "httpx2  async  OK    SO_KEEPALIVE=1 TCP_KEEPIDLE=30 TCP_KEEPINTVL=4",
+        "OK: every installed library",
+    ):
+        assert expected in text, expected
+    assert result.stderr == ""  # no progress noise for the built-in loopback server
+
+
+@pytest.fixture
+def restore_settings() -> "Iterator[None]":
+    yield
+    patch.configure({})
+
+
+def test_only_installed_libraries_are_checked(
+    monkeypatch: pytest.MonkeyPatch, restore_settings: None
+) -> None:
+    monkeypatch.setitem(sys.modules, "httpx2", None)  # as if not installed
+    out, err = io.StringIO(), io.StringIO()
+    assert check.run(None, {}, as_json=True, out=out, err=err) == 0
+    report = json.loads(out.getvalue())
+    assert [c["library"] for c in report["connections"]] == ["httpx", "httpx"]
+    assert keepalive_patch.is_applied()
+
+
+def test_nothing_installed_is_a_failure(
+    monkeypatch: pytest.MonkeyPatch, restore_settings: None
+) -> None:
+    monkeypatch.setitem(sys.modules, "httpx", None)
+    monkeypatch.setitem(sys.modules, "httpx2", None)
+    out = io.StringIO()
+    assert check.run(None, {}, out=out, err=io.StringIO()) == 1
+    assert "neither httpx nor httpx2 is installed" in out.getvalue()
+    assert "FAIL: nothing to check" in out.getvalue()
+
+
+def test_flags_in_process_are_flag_sourced(restore_settings: None) -> None:
+    out = io.StringIO()
+    assert check.run(None, {"retries": 2}, as_json=True, out=out, err=io.StringIO()) == 0
+    assert json.loads(out.getvalue())["settings"]["retries"] == {"value": 2, "source": "flag"}
