@@ -419,3 +419,67 @@ def test_import_loads_no_http_library() -> None:
     )
     root = Path(__file__).resolve().parent.parent
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root, timeout=60)
+
+
+# -- versions this shim cannot serve ---------------------------------------------------------
+
+
+def fake_core(name: str, with_backend_arg: bool) -> ModuleType:
+    """A stand-in for an httpcore this shim does not know (none such can be installed here)."""
+    module = ModuleType(name)
+
+    class SyncBackend:
+        def connect_tcp(self, host: str, port: int, timeout: Any = None) -> None: ...
+
+    module.SyncBackend = SyncBackend  # type: ignore[attr-defined]
+    for class_name in proxies.PROXY_CLASSES:
+        if with_backend_arg:
+
+            def init(self: Any, proxy_url: str, network_backend: Any = None) -> None:
+                self.network_backend = network_backend
+
+        else:
+
+            def init(self: Any, proxy_url: str) -> None:  # type: ignore[misc]
+                pass
+
+        setattr(module, class_name, type(class_name, (), {"__init__": init}))
+    return module
+
+
+def test_unknown_core_layout_is_logged_once_and_left_alone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    module = fake_core("fakecore_nobackend", with_backend_arg=True)  # no AutoBackend anywhere
+    inits = {name: getattr(module, name).__dict__["__init__"] for name in proxies.PROXY_CLASSES}
+    with caplog.at_level("WARNING", logger="keepalive_patch"):
+        proxies.patch_module(module)
+        proxies.patch_module(module)
+    messages = [r.getMessage() for r in caplog.records if "fakecore_nobackend" in r.getMessage()]
+    assert messages == [
+        "fakecore_nobackend has no AutoBackend where keepalive-patch looks for "
+        "it; proxies not patched"
+    ]
+    for name in ("AsyncHTTPProxy", "AsyncSOCKSProxy"):
+        assert getattr(module, name).__dict__["__init__"] is inits[name]
+    # the sync classes found their SyncBackend and are wrapped; a pool still builds
+    pool = module.HTTPProxy("http://127.0.0.1:1")
+    assert pool.network_backend is None or hasattr(pool.network_backend, "connect_tcp")
+    proxies.unpatch_all()
+    keepalive_patch.apply()
+    for name in proxies.PROXY_CLASSES:
+        assert getattr(module, name).__dict__["__init__"] is inits[name]
+
+
+def test_pool_without_network_backend_is_logged_once_and_left_alone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    module = fake_core("fakecore_noarg", with_backend_arg=False)
+    module.AutoBackend = module.SyncBackend  # type: ignore[attr-defined]
+    with caplog.at_level("WARNING", logger="keepalive_patch"):
+        proxies.patch_module(module)
+        proxies.patch_module(module)
+    messages = [r.getMessage() for r in caplog.records if "fakecore_noarg" in r.getMessage()]
+    assert len(messages) == len(proxies.PROXY_CLASSES)
+    assert all("takes no network_backend" in m for m in messages)
+    assert not any(cls.__module__ == "fakecore_noarg" for cls in proxies.patched_classes())
