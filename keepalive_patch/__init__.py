@@ -10,6 +10,10 @@ import os
 from keepalive_patch import config, hooks, patch
 from keepalive_patch.config import Settings
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import ModuleType
+
 __all__ = ["Settings", "__version__", "apply", "is_applied", "remove", "settings", "socket_options"]
 __version__ = "0.1.0"
 
@@ -45,14 +49,27 @@ def _apply(overrides: "dict[str, int | None]", source: str) -> bool:
     if config.is_disabled(os.environ):
         return False
     patch.configure(overrides, source)
-    hooks.install(patch.patch_module)
+    hooks.install(_patch_imported)
     return True
+
+
+def _patch_imported(module: "ModuleType") -> None:
+    """httpx / httpx2: wrap the transports; httpcore / httpcore2: wrap the proxy pools."""
+    if module.__name__ in hooks.CORE_TARGETS:
+        from keepalive_patch import proxies
+
+        proxies.patch_module(module)
+    else:
+        patch.patch_module(module)
 
 
 def remove() -> None:
     """Undo ``apply()``: restore the original ``__init__`` objects and stop watching imports."""
+    from keepalive_patch import proxies
+
     hooks.uninstall()
     patch.unpatch_all()
+    proxies.unpatch_all()
     patch.configure({})
 
 

@@ -20,7 +20,10 @@ if TYPE_CHECKING:
     Callback = Callable[[ModuleType], None]
 
 #: The libraries whose transports we patch.
-TARGETS = ("httpx", "httpx2")
+TRANSPORT_TARGETS = ("httpx", "httpx2")
+#: Their cores, whose proxy pools we patch (``keepalive_patch.proxies``).
+CORE_TARGETS = ("httpcore", "httpcore2")
+TARGETS = TRANSPORT_TARGETS + CORE_TARGETS
 
 
 class PostImportFinder:

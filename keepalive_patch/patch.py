@@ -27,6 +27,8 @@ _override_source = "apply"
 _active: "tuple[config.Settings, ProbeResult] | None" = None
 #: class -> (its own original ``__init__``, the wrapper we put in its place, the plan)
 _patched: "dict[type, tuple[Any, Any, _Plan]]" = {}
+#: ``.arguments``: the final arguments of the transport ``__init__`` running on this thread.
+_building = _thread._local()
 
 
 def configure(overrides: "Mapping[str, int | None]", source: str = "apply") -> None:
@@ -103,6 +105,16 @@ class _Plan:
         return bound.args, bound.kwargs
 
 
+def building() -> "Mapping[str, Any] | None":
+    """The arguments (ours included) of the transport being built on this thread, if any.
+
+    The proxy pools read ``socket_options`` and ``retries`` from here: httpx hands neither to
+    ``SOCKSProxy`` and no retries to ``HTTPProxy``.
+    """
+    arguments: Mapping[str, Any] | None = getattr(_building, "arguments", None)
+    return arguments
+
+
 def merge_options(
     given: "Iterable[Any] | None", keepalive: "list[tuple[int, int, int]]"
 ) -> "list[Any]":
@@ -137,7 +149,15 @@ def _make_wrapper(plan: _Plan) -> "Callable[..., None]":
             return wrapped(*args, **kwargs)
         if rewritten is None:
             return wrapped(*args, **kwargs)
-        return wrapped(*rewritten[0], **rewritten[1])
+        previous = building()
+        try:
+            _building.arguments = plan.signature.bind(*rewritten[0], **rewritten[1]).arguments
+        except Exception:  # cannot happen: rewrite() bound these very arguments
+            _building.arguments = None
+        try:
+            return wrapped(*rewritten[0], **rewritten[1])
+        finally:
+            _building.arguments = previous
 
     return keepalive_init
 

@@ -1,0 +1,315 @@
+"""Carry the keepalive options and the connect retry to the socket a pool opens to its proxy.
+
+httpcore's ``HTTPProxy`` takes ``socket_options`` and ``retries`` but builds its proxy connections
+without them, and ``SOCKSProxy`` takes neither; httpx hands ``SOCKSProxy`` neither and
+``HTTPProxy`` no ``retries``.  Every proxy pool does take a public ``network_backend``, so when the
+caller gave none we give it one that wraps the library's own default backend: it merges the
+options into each ``connect_tcp`` and retries a failed connect the way httpcore's
+``HTTPConnection`` does.  The options come from the httpx transport being built on this thread
+(``patch.building()``), else from the pool's own arguments, so explicit caller values and the
+"uds means no socket options" rule are exactly those of the transport.
+
+Runs only after httpcore / httpcore2 has been imported; nothing heavy is imported at module level.
+"""
+
+import _thread
+
+from keepalive_patch import patch
+from keepalive_patch._log import log_once
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from types import ModuleType
+    from typing import Any
+
+#: Proxy pool class -> whether it is the async flavour.
+PROXY_CLASSES = {
+    "HTTPProxy": False,
+    "SOCKSProxy": False,
+    "AsyncHTTPProxy": True,
+    "AsyncSOCKSProxy": True,
+}
+#: Where each httpcore generation keeps its default backends (0.16 had no underscore).
+_BACKEND_MODULES = ("_backends", "backends")
+#: httpcore's ``RETRIES_BACKOFF_FACTOR``: connect retries wait 0, 0.5, 1, 2 ... seconds.
+BACKOFF_FACTOR = 0.5
+WARNING, INFO = 30, 20
+
+_lock = _thread.RLock()
+#: class -> (its own original ``__init__``, the wrapper we put in its place, the plan)
+_patched: "dict[type, tuple[Any, Any, _ProxyPlan]]" = {}
+
+
+def backoff_delays() -> "Iterator[float]":
+    """The pauses before each connect retry, as httpcore's own ``exponential_backoff``."""
+    yield 0.0
+    delay = BACKOFF_FACTOR
+    while True:
+        yield delay
+        delay *= 2
+
+
+class KeepaliveBackend:
+    """A sync network backend: the default one, plus our socket options and connect retries."""
+
+    def __init__(
+        self,
+        inner: "Any",
+        socket_options: "list[Any]",
+        retries: int,
+        retry_on: "tuple[type[BaseException], ...]",
+    ) -> None:
+        self._inner = inner
+        self._socket_options = socket_options
+        self._retries = retries
+        self._retry_on = retry_on
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: "float | None" = None,
+        local_address: "str | None" = None,
+        socket_options: "Any" = None,
+        **extra: "Any",
+    ) -> "Any":
+        kwargs = _connect_kwargs(timeout, local_address, socket_options, self._socket_options)
+        kwargs.update(extra)
+        delays = backoff_delays()
+        retries_left = self._retries
+        while True:
+            try:
+                return self._inner.connect_tcp(host, port, **kwargs)
+            except self._retry_on:
+                if retries_left <= 0:
+                    raise
+                retries_left -= 1
+                self._inner.sleep(next(delays))
+
+    def __getattr__(self, name: str) -> "Any":  # connect_unix_socket, sleep, anything newer
+        if name == "_inner":  # not set yet (copy, pickle): no recursion
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+class AsyncKeepaliveBackend(KeepaliveBackend):
+    """The async twin of ``KeepaliveBackend`` (asyncio and trio, as the default backend picks)."""
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: "float | None" = None,
+        local_address: "str | None" = None,
+        socket_options: "Any" = None,
+        **extra: "Any",
+    ) -> "Any":
+        kwargs = _connect_kwargs(timeout, local_address, socket_options, self._socket_options)
+        kwargs.update(extra)
+        delays = backoff_delays()
+        retries_left = self._retries
+        while True:
+            try:
+                return await self._inner.connect_tcp(host, port, **kwargs)
+            except self._retry_on:
+                if retries_left <= 0:
+                    raise
+                retries_left -= 1
+                await self._inner.sleep(next(delays))
+
+
+def _connect_kwargs(
+    timeout: "float | None", local_address: "str | None", given: "Any", ours: "list[Any]"
+) -> "dict[str, Any]":
+    """``connect_tcp`` keywords; options httpcore passed itself win per (level, optname)."""
+    kwargs: dict[str, Any] = {"timeout": timeout, "local_address": local_address}
+    if given is not None or ours:  # httpcore 0.16 backends take no socket_options at all
+        kwargs["socket_options"] = patch.merge_options(given, ours) if ours else given
+    return kwargs
+
+
+class _ProxyPlan:
+    """How to give one proxy pool class our backend, learnt from its signature and module."""
+
+    def __init__(
+        self, init: "Callable[..., None]", module: "ModuleType", name: str, is_async: bool
+    ) -> None:
+        import inspect
+
+        parameters = list(inspect.signature(init).parameters.values())[1:]  # drop ``self``
+        self.signature = inspect.Signature(parameters)
+        self.label = f"{module.__name__}.{name}"
+        self.is_async = is_async
+        self.active = True
+        self.make_default = _default_backend(module, is_async)
+        self.retry_on = tuple(
+            error
+            for error in (
+                getattr(module, "ConnectError", None),
+                getattr(module, "ConnectTimeout", None),
+            )
+            if isinstance(error, type)
+        )
+        self.takes_options = _takes_socket_options(self.make_default)
+
+    def rewrite(
+        self, args: "tuple[Any, ...]", kwargs: "dict[str, Any]"
+    ) -> "tuple[tuple[Any, ...], dict[str, Any]] | None":
+        """The pool's arguments with our backend added; ``None`` to leave the call untouched."""
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError:
+            return None  # httpcore raises its own error
+        arguments = bound.arguments
+        if arguments.get("network_backend") is not None:
+            return None  # the caller's own backend: theirs to configure
+        transport = patch.building()
+        source = arguments if transport is None else transport
+        options = source.get("socket_options")
+        if options is not None and not isinstance(options, (list, tuple)):
+            materialized = list(options)  # an iterator: read it once, hand the copy on
+            if arguments.get("socket_options") is options:
+                arguments["socket_options"] = materialized
+            options = materialized
+        options = list(options or [])
+        retries = source.get("retries") or 0
+        if options and not self.takes_options:
+            log_once(
+                "proxy-nosockopts:" + self.label,
+                WARNING,
+                "%s backends take no socket_options; its proxy connections get retries only",
+                self.label,
+            )
+            options = []
+        if not options and not (isinstance(retries, int) and retries > 0):
+            return None
+        backend_class = AsyncKeepaliveBackend if self.is_async else KeepaliveBackend
+        arguments["network_backend"] = backend_class(
+            self.make_default(), options, retries if isinstance(retries, int) else 0, self.retry_on
+        )
+        return bound.args, bound.kwargs
+
+
+def _default_backend(module: "ModuleType", is_async: bool) -> "Callable[[], Any]":
+    """The class the pool itself would use without ``network_backend`` (``AutoBackend`` or
+    ``SyncBackend``); raises ``LookupError`` if this httpcore keeps it somewhere unknown."""
+    import importlib
+
+    name, submodule = ("AutoBackend", "auto") if is_async else ("SyncBackend", "sync")
+    found = getattr(module, name, None)
+    if isinstance(found, type):
+        return found
+    for package in _BACKEND_MODULES:
+        try:
+            backends = importlib.import_module(f"{module.__name__}.{package}.{submodule}")
+        except ImportError:
+            continue
+        found = getattr(backends, name, None)
+        if isinstance(found, type):
+            return found
+    raise LookupError(f"{module.__name__} has no {name} where keepalive-patch looks for it")
+
+
+def _takes_socket_options(make_default: "Callable[[], Any]") -> bool:
+    import inspect
+
+    try:
+        connect = make_default.connect_tcp  # type: ignore[attr-defined]
+        return "socket_options" in inspect.signature(connect).parameters
+    except (AttributeError, TypeError, ValueError):
+        return False
+
+
+def _make_wrapper(plan: _ProxyPlan) -> "Callable[..., None]":
+    def keepalive_proxy_init(
+        wrapped: "Callable[..., None]",
+        instance: object,
+        args: "tuple[Any, ...]",
+        kwargs: "dict[str, Any]",
+    ) -> None:
+        if not plan.active:
+            return wrapped(*args, **kwargs)
+        try:
+            rewritten = plan.rewrite(args, kwargs)
+        except Exception:
+            log_once(
+                "proxy-error:" + plan.label,
+                WARNING,
+                "keepalive-patch failed to prepare a %s; leaving it unchanged",
+                plan.label,
+                exc_info=True,
+            )
+            return wrapped(*args, **kwargs)
+        if rewritten is None:
+            return wrapped(*args, **kwargs)
+        return wrapped(*rewritten[0], **rewritten[1])
+
+    return keepalive_proxy_init
+
+
+def patch_module(module: "ModuleType") -> None:
+    """Wrap the proxy pools of an imported httpcore-like module, once per class.
+
+    A class this shim cannot serve (no ``network_backend`` parameter, no default backend where
+    we expect it) is logged once and left alone.
+    """
+    import wrapt
+
+    library = module.__name__
+    for class_name, is_async in PROXY_CLASSES.items():
+        cls = getattr(module, class_name, None)
+        original = getattr(cls, "__dict__", {}).get("__init__")
+        if not isinstance(cls, type) or original is None:
+            log_once(
+                f"missing:{library}.{class_name}",
+                WARNING,
+                "%s.%s not found; its proxy connections are not patched",
+                library,
+                class_name,
+            )
+            continue
+        with _lock:
+            if cls in _patched:
+                continue
+            try:
+                plan = _ProxyPlan(original, module, class_name, is_async)
+            except LookupError as exc:
+                log_once(f"nobackend:{library}", WARNING, "%s; proxies not patched", exc)
+                continue
+            if "network_backend" not in plan.signature.parameters:
+                log_once(
+                    f"nobackendarg:{library}.{class_name}",
+                    WARNING,
+                    "%s.%s takes no network_backend; its proxy connections are not patched",
+                    library,
+                    class_name,
+                )
+                continue
+            wrapper = wrapt.FunctionWrapper(original, _make_wrapper(plan))
+            cls.__init__ = wrapper  # type: ignore[misc]
+            _patched[cls] = (original, wrapper, plan)
+    log_once("patched:" + library, INFO, "keepalive-patch applied to %s proxy pools", library)
+
+
+def unpatch_all() -> None:
+    """Restore the exact original ``__init__`` objects; disarm ours where another wraps it."""
+    with _lock:
+        for cls, (original, wrapper, plan) in list(_patched.items()):
+            plan.active = False
+            if cls.__dict__.get("__init__") is wrapper:
+                cls.__init__ = original  # type: ignore[misc]
+            else:
+                log_once(
+                    f"covered:{cls.__module__}.{cls.__qualname__}",
+                    WARNING,
+                    "%s.__init__ was wrapped again after keepalive-patch; ours now passes through",
+                    cls.__qualname__,
+                )
+            del _patched[cls]
+
+
+def patched_classes() -> "list[type]":
+    """The proxy pool classes currently wrapped."""
+    with _lock:
+        return list(_patched)

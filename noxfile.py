@@ -1,0 +1,111 @@
+"""Compatibility matrix: the whole test suite across Python x httpx x wrapt, httpx2 latest.
+
+    nox -s full      the covering set below (13 sessions, ~the full product's coverage)
+    nox -s ci        the reduced set CI runs (through tests/test_matrix.py)
+    nox -l           list the sessions; ``nox -s "full(py3.9, httpx 0.23.3, wrapt 1)"`` runs one
+
+Every httpx version meets both wrapt majors and both the oldest and the newest Python; every
+Python meets the newest httpx.  httpx2 needs Python >= 3.11: on 3.9 / 3.10 its tests skip.
+pip resolves each httpx's own httpcore (0.23 -> 0.16, 0.24 -> 0.17, 0.25+ -> 1.x).
+Interpreters are found on PATH or in pyenv; none is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import configparser
+import glob
+import os
+import re
+
+import nox
+
+# pyenv's interpreters, for machines where its shims are not on PATH (CI here): appended, so
+# whatever PATH already offers wins.
+_PYENV_ROOT = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+os.environ["PATH"] = os.pathsep.join(
+    [
+        os.environ.get("PATH", ""),
+        *sorted(glob.glob(os.path.join(_PYENV_ROOT, "versions", "*", "bin"))),
+    ]
+)
+
+nox.options.download_python = "never"
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["ci"]
+
+WRAPT = {"1": "wrapt>=1.17,<1.18", "2": "wrapt>=2,<3"}
+
+#: (python, httpx, wrapt major)
+FULL = [
+    ("3.9", "0.23.3", "1"),
+    ("3.9", "0.24.1", "2"),
+    ("3.9", "0.25.2", "1"),
+    ("3.9", "0.27.2", "2"),
+    ("3.9", "0.28.1", "1"),
+    ("3.13", "0.23.3", "2"),
+    ("3.13", "0.24.1", "1"),
+    ("3.13", "0.25.2", "2"),
+    ("3.13", "0.27.2", "1"),
+    ("3.13", "0.28.1", "2"),
+    ("3.10", "0.28.1", "2"),
+    ("3.11", "0.28.1", "1"),
+    ("3.12", "0.28.1", "2"),
+]
+#: What CI adds to its own run (newest httpx, newest wrapt, its default Python): the oldest
+#: stack (httpcore 0.16, retries only), httpx 0.24 on httpcore 0.17, and the first httpx with
+#: socket_options on the newest Python.
+CI = [
+    ("3.9", "0.23.3", "1"),
+    ("3.12", "0.24.1", "2"),
+    ("3.13", "0.25.2", "1"),
+]
+
+
+def _ids(combos: list[tuple[str, str, str]]) -> list[str]:
+    return [f"py{py}, httpx {httpx}, wrapt {wrapt}" for py, httpx, wrapt in combos]
+
+
+def _test_requirements(leave_out: set[str]) -> list[str]:
+    """setup.cfg's ``test`` extra (the one source of truth), less the named projects."""
+    parser = configparser.ConfigParser()
+    parser.read(os.path.join(os.path.dirname(__file__), "setup.cfg"))
+    lines = parser["options.extras_require"]["test"].splitlines()
+    return [
+        line.strip()
+        for line in lines
+        if line.strip() and re.split(r"[\s;<>=!~\[]", line.strip())[0] not in leave_out
+    ]
+
+
+def _suite(session: nox.Session, httpx: str, wrapt: str) -> None:
+    session.env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    pins = (f"httpx=={httpx}", WRAPT[wrapt])
+    if tuple(int(part) for part in httpx.split(".")[:2]) < (0, 25):
+        # httpcore 0.16 / 0.17 need h11 < 0.15 and httpcore2 needs h11 >= 0.16: httpx2 cannot
+        # share this environment, so its tests skip here.
+        session.install("-e", ".", *_test_requirements({"httpx2"}), *pins)
+    else:
+        session.install("-e", ".[test]", *pins)
+    session.run(
+        "python",
+        "-c",
+        "import importlib.metadata as m, sys; print(sys.version.split()[0], *("
+        "f'{n}=={m.version(n)}' for n in ('httpx', 'httpcore', 'wrapt', 'httpx2', 'anyio')"
+        " if n in {d.metadata['Name'] for d in m.distributions()}))",
+        silent=False,
+    )
+    session.run("pytest", "-q", "-m", "not matrix", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session
+@nox.parametrize("python,httpx,wrapt", FULL, ids=_ids(FULL))
+def full(session: nox.Session, httpx: str, wrapt: str) -> None:
+    """The covering set."""
+    _suite(session, httpx, wrapt)
+
+
+@nox.session
+@nox.parametrize("python,httpx,wrapt", CI, ids=_ids(CI))
+def ci(session: nox.Session, httpx: str, wrapt: str) -> None:
+    """The reduced set CI runs."""
+    _suite(session, httpx, wrapt)
