@@ -1,6 +1,6 @@
 """What keepalive-patch costs: patched vs unpatched, measured in the same run, as ratios.
 
-    python benchmarks/run.py            # full run (~2 min); --quick for a smoke run (~30 s)
+    python benchmarks/run.py            # full run (~3 min); --quick for a smoke run (~40 s)
 
 Every number is a median over repeated fresh interpreters (or over many operations inside a few
 fresh interpreters), patched and unpatched runs interleaved so drift hits both alike.  The
@@ -241,9 +241,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, help="interpreter starts per measurement")
     parser.add_argument("--no-e2e", action="store_true", help="skip the dead-peer measurement")
     args = parser.parse_args()
-    starts = args.repeat or (10 if args.quick else 40)
-    processes = 3 if args.quick else 7
-    ops = 50 if args.quick else 300
+    starts = args.repeat or (10 if args.quick else 30)
+    processes = 3 if args.quick else 5
+    ops = 50 if args.quick else 300  # requests per process
+    builds = 20 if args.quick else 60  # HTTPTransport() per process (~20 ms each: SSL context)
 
     python = prepare_venv()
     rows: list[tuple[str, str, str, str, str]] = []
@@ -281,10 +282,17 @@ def main() -> None:
             starts,
         )
         add(f"process: `import {lib}; {lib}.Client()`", base, patched, "-")
+    log(f"import httpx, wrapt; Client() ({starts} runs each) ...")
+    base, patched = paired(
+        ([python, "-c", "import httpx, wrapt; httpx.Client()"], env),
+        ([python, "-c", "import keepalive_patch, httpx, wrapt; httpx.Client()"], env),
+        starts,
+    )
+    add("process: `import httpx, wrapt; httpx.Client()` (wrapt already loaded)", base, patched, "-")
 
     for lib in ("httpx", "httpx2"):
-        log(f"{lib}.HTTPTransport() ({processes} x {ops}) ...")
-        base, patched = paired_workload(python, ["transport", lib, str(ops)], processes)
+        log(f"{lib}.HTTPTransport() ({processes} x {builds}) ...")
+        base, patched = paired_workload(python, ["transport", lib, str(builds)], processes)
         add(f"`{lib}.HTTPTransport()`", base, patched, "<= 1.05x")
 
     with loopback_server(python) as port:
