@@ -31,6 +31,9 @@ HERE = Path(__file__).resolve().parent
 BENCH_VENV = HERE / ".venv"
 PINNED = ("httpx", "httpcore", "httpx2", "httpcore2", "wrapt", "anyio", "h11", "certifi", "idna")
 REPORTED = ("httpx", "httpcore", "httpx2", "httpcore2", "wrapt")
+#: Measured children run here: ``-c`` puts the working directory first on sys.path, and from
+#: the checkout that would import ./keepalive_patch instead of the installed package.
+NEUTRAL_CWD = tempfile.mkdtemp(prefix="keepalive-bench-")
 
 
 def log(message: str) -> None:
@@ -55,7 +58,9 @@ def installed_versions(python: str, names: tuple[str, ...]) -> dict[str, str]:
         "    except m.PackageNotFoundError: pass\n"
         "print(json.dumps(out))"
     )
-    done = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [python, "-c", code], capture_output=True, text=True, check=True, cwd=NEUTRAL_CWD
+    )
     versions: dict[str, str] = json.loads(done.stdout)
     return versions
 
@@ -85,6 +90,12 @@ def prepare_venv() -> str:
         text=True,
         check=True,
     ).stdout.strip()
+    where = subprocess.run(
+        [python, "-c", "import keepalive_patch; print(keepalive_patch.__file__)"],
+        capture_output=True, text=True, check=True, cwd=NEUTRAL_CWD, env=clean_env(),
+    ).stdout.strip()  # fmt: skip
+    if not where.startswith(site):
+        raise SystemExit(f"the benchmark would measure {where}, not the install in {site}")
     log("byte-compiling the benchmark venv ...")
     subprocess.run(
         [python, "-m", "compileall", "-q", site], env=clean_env(), check=False, capture_output=True
@@ -99,7 +110,7 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
     measurement; a blocking ``wait()`` with a watchdog timer keeps both precision and a bound.
     """
     start = time.perf_counter()
-    child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)
+    child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, cwd=NEUTRAL_CWD)
     watchdog = threading.Timer(60, child.kill)
     watchdog.start()
     try:
@@ -140,7 +151,13 @@ def workload(python: str, args: list[str], hook: bool, processes: int) -> float:
     argv = [python, str(HERE / "workloads.py"), *args] + (["--hook"] if hook else [])
     for _ in range(processes):
         out = subprocess.run(
-            argv, env=clean_env(), capture_output=True, text=True, check=True, timeout=300
+            argv,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+            cwd=NEUTRAL_CWD,
         )
         samples.extend(json.loads(out.stdout))
     return statistics.median(samples)
@@ -329,4 +346,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        os.rmdir(NEUTRAL_CWD)
