@@ -1,7 +1,10 @@
 """Wrap the transports' ``__init__`` so every transport gets keepalive options and a retry.
 
 Only runs once httpx or httpx2 has been imported: ``wrapt`` and ``inspect`` are imported here,
-inside functions, never at interpreter start.
+inside functions, never at interpreter start.  Importing wrapt 2.x costs ~20-25 ms (its package
+imports ``asyncio`` and ``importlib.metadata``), so ``patch_module`` first installs a tiny arming
+stub; the first construction of each class imports wrapt and puts the wrapt wrapper in its place.
+A process that imports httpx without ever building a transport never pays for wrapt.
 """
 
 import _thread
@@ -25,7 +28,8 @@ _lock = _thread.RLock()
 _overrides: "dict[str, int | None]" = {}
 _override_source = "apply"
 _active: "tuple[config.Settings, ProbeResult] | None" = None
-#: class -> (its own original ``__init__``, the wrapper we put in its place, the plan)
+#: class -> (its own original ``__init__``, what we put in its place (the arming stub, then the
+#: wrapt wrapper), the plan)
 _patched: "dict[type, tuple[Any, Any, _Plan]]" = {}
 #: ``.arguments``: the final arguments of the transport ``__init__`` running on this thread.
 _building = _thread._local()
@@ -163,9 +167,7 @@ def _make_wrapper(plan: _Plan) -> "Callable[..., None]":
 
 
 def patch_module(module: "ModuleType") -> None:
-    """Wrap the transport classes of an imported httpx-like module, once per class."""
-    import wrapt
-
+    """Arm the transport classes of an imported httpx-like module, once per class."""
     library = module.__name__
     for class_name in TRANSPORT_CLASSES:
         cls = getattr(module, class_name, None)
@@ -183,10 +185,55 @@ def patch_module(module: "ModuleType") -> None:
             if cls in _patched:
                 continue
             plan = _Plan(original, library)
-            wrapper = wrapt.FunctionWrapper(original, _make_wrapper(plan))
+            stub = _make_arming_stub(cls, original, plan)
+            cls.__init__ = stub  # type: ignore[misc]
+            _patched[cls] = (original, stub, plan)
+    log_once("patched:" + library, INFO, "keepalive-patch applied to %s", library)
+
+
+def _make_arming_stub(cls: type, original: "Any", plan: _Plan) -> "Callable[..., None]":
+    """A stand-in ``__init__`` that wraps ``cls`` with wrapt on first use, then defers to it."""
+    import functools
+
+    armed: list[Any] = []  # the wrapt wrapper, once made
+
+    def stub(self: object, *args: "Any", **kwargs: "Any") -> None:
+        if not plan.active:
+            return original(self, *args, **kwargs)  # type: ignore[no-any-return]
+        wrapper = armed[0] if armed else _arm(cls, stub, armed)
+        if wrapper is None:
+            return original(self, *args, **kwargs)  # type: ignore[no-any-return]
+        # Bind exactly as attribute access on the instance would, so wrapt sees ``instance``.
+        return wrapper.__get__(self, type(self))(*args, **kwargs)  # type: ignore[no-any-return]
+
+    functools.update_wrapper(stub, original)  # name, doc, and __wrapped__ for inspect.signature
+    return stub
+
+
+def _arm(cls: type, stub: "Any", armed: "list[Any]") -> "Any":
+    """Make the wrapt wrapper for ``cls`` and put it in place of ``stub``; ``None`` if we cannot."""
+    try:
+        import wrapt
+    except Exception:
+        log_once(
+            "nowrapt", WARNING, "keepalive-patch cannot import wrapt; transports run unpatched",
+            exc_info=True,
+        )  # fmt: skip
+        return None
+    with _lock:
+        if armed:
+            return armed[0]
+        entry = _patched.get(cls)
+        if entry is None:  # removed meanwhile
+            return None
+        original, _, plan = entry
+        wrapper = wrapt.FunctionWrapper(original, _make_wrapper(plan))
+        armed.append(wrapper)
+        if cls.__dict__.get("__init__") is stub:
             cls.__init__ = wrapper  # type: ignore[misc]
             _patched[cls] = (original, wrapper, plan)
-    log_once("patched:" + library, INFO, "keepalive-patch applied to %s", library)
+        # Otherwise someone wrapped our stub: it stays in their chain and keeps delegating.
+        return wrapper
 
 
 def unpatch_all() -> None:

@@ -50,20 +50,27 @@ def test_import_loads_nothing_heavy() -> None:
 
 
 def test_http_library_import_triggers_the_patch() -> None:
+    """Importing httpx arms its classes; wrapt is loaded by the first transport built."""
     result = run_python(
         f"""
         import sys, json
         import keepalive_patch
         idle = [m for m in {HEAVY!r} if m in sys.modules]
         import httpx
-        print(json.dumps({{"idle": idle, "wrapped": type(httpx.HTTPTransport.__init__).__name__,
-                          "retries": httpx.HTTPTransport()._pool._retries}}))
+        armed = hasattr(httpx.HTTPTransport.__dict__["__init__"], "__wrapped__")
+        wrapt_at_import = "wrapt" in sys.modules
+        retries = httpx.HTTPTransport()._pool._retries
+        print(json.dumps({{"idle": idle, "armed": armed, "wrapt_at_import": wrapt_at_import,
+                          "wrapped": type(httpx.HTTPTransport.__dict__["__init__"]).__name__,
+                          "retries": retries}}))
         """
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {
         "idle": [],
-        "wrapped": "BoundFunctionWrapper",
+        "armed": True,
+        "wrapt_at_import": False,
+        "wrapped": "FunctionWrapper",
         "retries": 1,
     }
 

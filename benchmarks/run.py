@@ -1,0 +1,352 @@
+"""What keepalive-patch costs: patched vs unpatched, measured in the same run, as ratios.
+
+    python benchmarks/run.py            # full run (~3 min); --quick for a smoke run (~40 s)
+
+Every number is a median over repeated fresh interpreters (or over many operations inside a few
+fresh interpreters), patched and unpatched runs interleaved so drift hits both alike.  The
+package is installed *non-editable* into a private venv (benchmarks/.venv, reused) with the same
+httpx / httpx2 / wrapt versions as the running interpreter, and everything is byte-compiled: the
+numbers are what a user's ``pip install`` gives, not the editable-install finder.  Progress goes
+to stderr, the Markdown table to stdout.  Not part of ``pytest``: nothing here passes or fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+BENCH_VENV = HERE / ".venv"
+PINNED = ("httpx", "httpcore", "httpx2", "httpcore2", "wrapt", "anyio", "h11", "certifi", "idna")
+REPORTED = ("httpx", "httpcore", "httpx2", "httpcore2", "wrapt")
+#: Measured children run here: ``-c`` puts the working directory first on sys.path, and from
+#: the checkout that would import ./keepalive_patch instead of the installed package.
+NEUTRAL_CWD = tempfile.mkdtemp(prefix="keepalive-bench-")
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment for measured children: bytecode on, no hook settings, no PYTHONPATH."""
+    drop = ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONPROFILEIMPORTTIME")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env = {k: v for k, v in env.items() if not k.startswith("KEEPALIVE_PATCH_")}
+    env.update(extra)
+    return env
+
+
+def installed_versions(python: str, names: tuple[str, ...]) -> dict[str, str]:
+    code = (
+        "import json, importlib.metadata as m, sys\n"
+        "out = {}\n"
+        f"for n in {list(names)!r}:\n"
+        "    try: out[n] = m.version(n)\n"
+        "    except m.PackageNotFoundError: pass\n"
+        "print(json.dumps(out))"
+    )
+    done = subprocess.run(
+        [python, "-c", code], capture_output=True, text=True, check=True, cwd=NEUTRAL_CWD
+    )
+    versions: dict[str, str] = json.loads(done.stdout)
+    return versions
+
+
+def prepare_venv() -> str:
+    """Make (or reuse) benchmarks/.venv with a regular install of this checkout; return python."""
+    python = str(BENCH_VENV / "bin" / "python")
+    pins = installed_versions(sys.executable, PINNED)
+    if not Path(python).exists():
+        log(f"creating {BENCH_VENV} ...")
+        subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
+    have = installed_versions(python, PINNED)
+    wanted = [f"{name}=={version}" for name, version in pins.items() if have.get(name) != version]
+    if wanted:
+        log(f"installing {' '.join(wanted)} ...")
+        pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        subprocess.run([*pip, *wanted], check=True)
+    log("installing this checkout (non-editable) ...")
+    subprocess.run(
+        [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
+         "--force-reinstall", str(ROOT)],
+        check=True,
+    )  # fmt: skip
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    where = subprocess.run(
+        [python, "-c", "import keepalive_patch; print(keepalive_patch.__file__)"],
+        capture_output=True, text=True, check=True, cwd=NEUTRAL_CWD, env=clean_env(),
+    ).stdout.strip()  # fmt: skip
+    if not where.startswith(site):
+        raise SystemExit(f"the benchmark would measure {where}, not the install in {site}")
+    log("byte-compiling the benchmark venv ...")
+    subprocess.run(
+        [python, "-m", "compileall", "-q", site], env=clean_env(), check=False, capture_output=True
+    )
+    return python
+
+
+def timed(argv: list[str], env: dict[str, str]) -> float:
+    """Wall time of one child process.
+
+    ``wait(timeout=...)`` polls with sleeps that grow to 50 ms, which would quantize every
+    measurement; a blocking ``wait()`` with a watchdog timer keeps both precision and a bound.
+    """
+    start = time.perf_counter()
+    child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, cwd=NEUTRAL_CWD)
+    watchdog = threading.Timer(60, child.kill)
+    watchdog.start()
+    try:
+        code = child.wait()
+    finally:
+        watchdog.cancel()
+    elapsed = time.perf_counter() - start
+    if code:
+        raise RuntimeError(f"{argv} exited with {code}")
+    return elapsed
+
+
+def paired(
+    base: tuple[list[str], dict[str, str]],
+    patched: tuple[list[str], dict[str, str]],
+    repeat: int,
+    warmup: int = 3,
+) -> tuple[float, float]:
+    """Medians of whole-process wall times, runs alternating (and alternating who goes first)."""
+    for _ in range(warmup):
+        timed(*base)
+        timed(*patched)
+    a: list[float] = []
+    b: list[float] = []
+    for i in range(repeat):
+        if i % 2:
+            b.append(timed(*patched))
+            a.append(timed(*base))
+        else:
+            a.append(timed(*base))
+            b.append(timed(*patched))
+    return statistics.median(a), statistics.median(b)
+
+
+def workload(python: str, args: list[str], hook: bool, processes: int) -> float:
+    """Median per-operation time over ``processes`` fresh interpreters running ``args``."""
+    samples: list[float] = []
+    argv = [python, str(HERE / "workloads.py"), *args] + (["--hook"] if hook else [])
+    for _ in range(processes):
+        out = subprocess.run(
+            argv,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+            cwd=NEUTRAL_CWD,
+        )
+        samples.extend(json.loads(out.stdout))
+    return statistics.median(samples)
+
+
+def paired_workload(python: str, args: list[str], processes: int) -> tuple[float, float]:
+    base: list[float] = []
+    patched: list[float] = []
+    for _ in range(processes):
+        base.append(workload(python, args, hook=False, processes=1))
+        patched.append(workload(python, args, hook=True, processes=1))
+    return statistics.median(base), statistics.median(patched)
+
+
+@contextlib.contextmanager
+def loopback_server(python: str) -> Iterator[int]:
+    server = subprocess.Popen(
+        [python, str(HERE / "loopback_server.py")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
+    try:
+        assert server.stdout is not None
+        yield int(server.stdout.readline())
+    finally:
+        with contextlib.suppress(OSError):
+            assert server.stdin is not None
+            server.stdin.close()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+
+
+def detection(repeat: int) -> tuple[float, float, int] | str:
+    """Scenario 2 of the e2e suite: median seconds to notice a dead peer, hook off vs on."""
+    report = Path(tempfile.mkstemp(suffix=".json")[1])
+    on: list[float] = []
+    off: list[float] = []
+    budget = 0
+    try:
+        for i in range(repeat):
+            log(f"  e2e dead-peer scenario, round {i + 1}/{repeat} ...")
+            done = subprocess.run(
+                [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+                 str(ROOT / "tests" / "e2e"), "-k", "dead_peer_while_waiting"],
+                env={**os.environ, "KEEPALIVE_E2E_REPORT": str(report)},
+                capture_output=True, text=True, timeout=300, check=False, cwd=ROOT,
+            )  # fmt: skip
+            if "skipped" in done.stdout and "passed" not in done.stdout:
+                return "skipped: " + done.stdout.strip().splitlines()[-2][:120]
+            rows = json.loads(report.read_text()) if report.stat().st_size else []
+            for row in rows:
+                if row["scenario"] == "waiting":
+                    (on if row["hook"] == "on" else off).append(row["since_event"])
+                    budget = row["budget"]
+            if not rows:
+                return "failed: " + done.stdout.strip()[-200:]
+    finally:
+        report.unlink()
+    return statistics.median(off), statistics.median(on), budget
+
+
+def machine(python: str) -> str:
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    version = subprocess.run(
+        [python, "-c", "import platform; print(platform.python_version())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    libs = ", ".join(f"{k} {v}" for k, v in installed_versions(python, REPORTED).items())
+    return (
+        f"{cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}; "
+        f"CPython {version}; {libs}"
+    )
+
+
+def fmt(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.1f} ms"
+    return f"{seconds * 1e6:.0f} µs"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
+    parser.add_argument("--repeat", type=int, help="interpreter starts per measurement")
+    parser.add_argument("--no-e2e", action="store_true", help="skip the dead-peer measurement")
+    args = parser.parse_args()
+    starts = args.repeat or (10 if args.quick else 30)
+    processes = 3 if args.quick else 5
+    ops = 50 if args.quick else 300  # requests per process
+    builds = 20 if args.quick else 60  # HTTPTransport() per process (~20 ms each: SSL context)
+
+    python = prepare_venv()
+    rows: list[tuple[str, str, str, str, str]] = []
+
+    def add(name: str, base: float, patched: float, goal: str) -> None:
+        rows.append((name, fmt(base), fmt(patched), f"{patched / base:.3f}x", goal))
+        log(f"  {name}: {fmt(base)} -> {fmt(patched)} ({patched / base:.3f}x)")
+
+    env = clean_env()
+    with tempfile.TemporaryDirectory() as empty, tempfile.TemporaryDirectory() as hookdir:
+        Path(hookdir, "sitecustomize.py").write_text("import keepalive_patch\n")
+        log(f"interpreter start ({starts} runs each) ...")
+        base, patched = paired(
+            ([python, "-c", "pass"], env), ([python, "-c", "import keepalive_patch"], env), starts
+        )
+        add("start: `-c 'import keepalive_patch'` vs `-c pass`", base, patched, "<= 1.05x")
+        base, patched = paired(
+            ([python, "-c", "pass"], clean_env(PYTHONPATH=empty)),
+            ([python, "-c", "pass"], clean_env(PYTHONPATH=hookdir)),
+            starts,
+        )
+        add("start: sitecustomize importing the hook vs none", base, patched, "<= 1.05x")
+
+    for lib in ("httpx", "httpx2"):
+        log(f"import {lib} ({starts} runs each) ...")
+        base, patched = paired(
+            ([python, "-c", f"import {lib}"], env),
+            ([python, "-c", f"import keepalive_patch, {lib}"], env),
+            starts,
+        )
+        add(f"process: `import {lib}`", base, patched, "<= 1.15x")
+        base, patched = paired(
+            ([python, "-c", f"import {lib}; {lib}.Client()"], env),
+            ([python, "-c", f"import keepalive_patch, {lib}; {lib}.Client()"], env),
+            starts,
+        )
+        add(f"process: `import {lib}; {lib}.Client()`", base, patched, "-")
+    log(f"import httpx, wrapt; Client() ({starts} runs each) ...")
+    base, patched = paired(
+        ([python, "-c", "import httpx, wrapt; httpx.Client()"], env),
+        ([python, "-c", "import keepalive_patch, httpx, wrapt; httpx.Client()"], env),
+        starts,
+    )
+    add("process: `import httpx, wrapt; httpx.Client()` (wrapt already loaded)", base, patched, "-")
+
+    for lib in ("httpx", "httpx2"):
+        log(f"{lib}.HTTPTransport() ({processes} x {builds}) ...")
+        base, patched = paired_workload(python, ["transport", lib, str(builds)], processes)
+        add(f"`{lib}.HTTPTransport()`", base, patched, "<= 1.05x")
+
+    with loopback_server(python) as port:
+        for lib in ("httpx", "httpx2"):
+            log(f"{lib} new connection + request on loopback ({processes} x {ops}) ...")
+            base, patched = paired_workload(
+                python, ["request", lib, str(ops), str(port)], processes
+            )
+            add(f"{lib}: new connection + GET, loopback", base, patched, "<= 1.02x")
+
+    if not args.no_e2e:
+        log("dead-peer detection (e2e scenario 2) ...")
+        found = detection(1 if args.quick else 3)
+        if isinstance(found, str):
+            rows.append(("dead peer while waiting: time to error", found, "", "", ""))
+        else:
+            off, on, budget = found
+            rows.append(
+                (
+                    "dead peer while waiting: time to error after the path died",
+                    f"{fmt(off)} (read timeout)",
+                    fmt(on),
+                    f"{on / budget:.2f}x of the {budget} s budget",
+                    "<= budget + 1.5 s",
+                )
+            )
+
+    print(f"\nMachine: {machine(python)}")
+    print(f"Command: python benchmarks/run.py{' --quick' if args.quick else ''}\n")
+    print("| measurement (median) | unpatched | patched | ratio | goal |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        os.rmdir(NEUTRAL_CWD)

@@ -1,0 +1,56 @@
+"""In-process workloads, run by ``run.py`` in fresh interpreters: ``python workloads.py NAME ...``.
+
+Each prints one JSON line: per-operation times in seconds.  The hook is on only when
+``--hook`` is given: then ``keepalive_patch`` is imported first, as an application would.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import time
+
+
+def transports(lib_name: str, count: int) -> list[float]:
+    """Time ``HTTPTransport()`` (the shim's per-transport work plus httpx's own, e.g. SSL)."""
+    lib = importlib.import_module(lib_name)
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        lib.HTTPTransport()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def requests(lib_name: str, count: int, port: int) -> list[float]:
+    """Time one request on a new connection each (the server answers ``Connection: close``)."""
+    lib = importlib.import_module(lib_name)
+    url = f"http://127.0.0.1:{port}/"
+    times = []
+    with lib.Client() as client:
+        client.get(url)  # warm up: first-use costs (probe, imports) are not per-connection costs
+        for _ in range(count):
+            start = time.perf_counter()
+            client.get(url).raise_for_status()
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    if "--hook" in args:
+        args.remove("--hook")
+        import keepalive_patch  # noqa: F401
+    name, lib_name, count = args[0], args[1], int(args[2])
+    if name == "transport":
+        times = transports(lib_name, count)
+    elif name == "request":
+        times = requests(lib_name, count, int(args[3]))
+    else:
+        raise SystemExit(f"unknown workload {name!r}")
+    print(json.dumps(times))
+
+
+if __name__ == "__main__":
+    main()

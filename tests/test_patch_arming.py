@@ -1,0 +1,227 @@
+"""The arming stub: wrapt is imported at the first transport construction, not at ``import httpx``.
+
+Checked on live loopback connections (``getsockopt``), in this process and in fresh interpreters
+where nothing has imported wrapt yet.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import httpx2
+import pytest
+import wrapt
+
+import keepalive_patch
+from keepalive_patch import patch
+
+LIBS = (httpx, httpx2)
+CLASSES = [getattr(lib, name) for lib in LIBS for name in patch.TRANSPORT_CLASSES]
+
+
+@pytest.fixture
+def unpatched() -> Iterator[dict[type, Any]]:
+    """Start from the untouched classes; leave the import-time state (applied) behind."""
+    keepalive_patch.remove()
+    originals = {cls: cls.__dict__["__init__"] for cls in CLASSES}
+    try:
+        yield originals
+    finally:
+        keepalive_patch.remove()
+        keepalive_patch.apply()
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    """A loopback HTTP/1.1 server that answers every request and keeps connections open."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        conn.settimeout(5)
+        with conn:
+            data = b""
+            while not stop.is_set():
+                try:
+                    chunk = conn.recv(65536)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                data += chunk
+                while b"\r\n\r\n" in data:
+                    _, _, data = data.partition(b"\r\n\r\n")
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
+
+
+def live_keepalive(lib: Any, transport: Any, url: str) -> int:
+    """SO_KEEPALIVE as read back from the live socket of a request made through ``transport``."""
+    with lib.Client(transport=transport) as client:
+        response = client.get(url)
+        sock = response.extensions["network_stream"].get_extra_info("socket")
+        return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE))
+
+
+@pytest.mark.parametrize("lib", LIBS, ids=lambda m: m.__name__)
+def test_stub_until_first_transport_then_wrapt(
+    lib: Any, unpatched: dict[type, Any], server: str
+) -> None:
+    keepalive_patch.apply()
+    cls = lib.HTTPTransport
+    stub = cls.__dict__["__init__"]
+    assert not isinstance(stub, wrapt.FunctionWrapper)
+    assert inspect.signature(stub) == inspect.signature(unpatched[cls])
+    assert live_keepalive(lib, lib.HTTPTransport(), server) == 1
+    assert isinstance(cls.__dict__["__init__"], wrapt.FunctionWrapper)
+    assert cls.__dict__["__init__"].__wrapped__ is unpatched[cls]
+    assert live_keepalive(lib, lib.HTTPTransport(), server) == 1  # through wrapt now
+
+
+@pytest.mark.parametrize("lib", LIBS, ids=lambda m: m.__name__)
+@pytest.mark.parametrize("subclass_first", [True, False], ids=["subclass-first", "base-first"])
+def test_subclasses_calling_super_are_patched(
+    lib: Any, subclass_first: bool, unpatched: dict[type, Any], server: str
+) -> None:
+    keepalive_patch.apply()
+
+    class Custom(lib.HTTPTransport):  # type: ignore[name-defined, misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.seen = True
+            super().__init__(*args, **kwargs)
+
+    class Plain(lib.HTTPTransport):  # type: ignore[name-defined, misc]
+        pass
+
+    order = [Custom, Plain, lib.HTTPTransport]
+    if not subclass_first:
+        order.reverse()
+    for cls in order:
+        transport = cls()
+        assert live_keepalive(lib, transport, server) == 1, cls
+        assert transport._pool._retries == 1
+    assert Custom().seen
+
+
+def test_caller_settings_still_win(unpatched: dict[type, Any], server: str) -> None:
+    keepalive_patch.apply()
+    off = (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 0)
+    transport = httpx.HTTPTransport(retries=3, socket_options=[off])  # first one: via the stub
+    assert transport._pool._retries == 3
+    assert live_keepalive(httpx, transport, server) == 0
+
+
+@pytest.mark.parametrize("arm_first", [True, False], ids=["armed", "stub"])
+def test_remove_restores_exact_originals(arm_first: bool, unpatched: dict[type, Any]) -> None:
+    keepalive_patch.apply()
+    if arm_first:
+        for cls in CLASSES:
+            cls()
+    keepalive_patch.remove()
+    for cls in CLASSES:
+        assert cls.__dict__["__init__"] is unpatched[cls]
+        assert cls().__class__ is cls
+
+
+def test_stub_wrapped_by_someone_else(unpatched: dict[type, Any], server: str) -> None:
+    keepalive_patch.apply()
+    calls: list[int] = []
+
+    def outer(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        calls.append(1)
+        return wrapped(*args, **kwargs)
+
+    wrapt.wrap_function_wrapper(httpx.HTTPTransport, "__init__", outer)
+    assert live_keepalive(httpx, httpx.HTTPTransport(), server) == 1
+    assert calls == [1]
+    keepalive_patch.remove()  # ours is covered: it passes through from now on
+    transport = httpx.HTTPTransport()
+    assert calls == [1, 1]
+    assert transport._pool._socket_options is None
+    httpx.HTTPTransport.__init__ = unpatched[httpx.HTTPTransport]
+
+
+FRESH = r"""
+import json, sys, threading
+import keepalive_patch
+import {lib} as lib
+before = "wrapt" in sys.modules
+barrier = threading.Barrier(8)
+made = []
+def build(cls):
+    barrier.wait(timeout=10)
+    made.append(cls())
+threads = [threading.Thread(target=build, args=(c,)) for c in
+           [lib.HTTPTransport, lib.AsyncHTTPTransport] * 4]
+for t in threads: t.start()
+for t in threads: t.join(timeout=20)
+import wrapt
+print(json.dumps({{
+    "wrapt_before_first_transport": before,
+    "made": len(made),
+    "patched": sum(bool(t._pool._socket_options) and t._pool._retries == 1 for t in made),
+    "wrapped": [isinstance(c.__dict__["__init__"], wrapt.FunctionWrapper)
+                for c in (lib.HTTPTransport, lib.AsyncHTTPTransport)],
+}}))
+"""
+
+
+@pytest.mark.parametrize("lib", ["httpx", "httpx2"])
+def test_fresh_process_defers_wrapt_and_arms_concurrently(lib: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", FRESH.format(lib=lib)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    result = json.loads(done.stdout)
+    assert result == {
+        "wrapt_before_first_transport": False,
+        "made": 8,
+        "patched": 8,
+        "wrapped": [True, True],
+    }, done.stderr
+
+
+def test_missing_wrapt_leaves_transports_unpatched() -> None:
+    code = (
+        "import sys, keepalive_patch, httpx\n"
+        "sys.modules['wrapt'] = None\n"  # import wrapt now raises ImportError
+        "t = httpx.HTTPTransport(retries=0)\n"
+        "print(t._pool._socket_options, t._pool._retries)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.split() == ["None", "0"]
+    assert done.stderr == ""
