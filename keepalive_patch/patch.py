@@ -1,10 +1,8 @@
-"""Wrap the transports' ``__init__`` so every transport gets keepalive options and a retry.
+"""Give every httpx / httpx2 transport keepalive socket options and a connect retry.
 
-Only runs once httpx or httpx2 has been imported: ``wrapt`` and ``inspect`` are imported here,
-inside functions, never at interpreter start.  Importing wrapt 2.x costs ~20-25 ms (its package
-imports ``asyncio`` and ``importlib.metadata``), so ``patch_module`` first installs a tiny arming
-stub; the first construction of each class imports wrapt and puts the wrapt wrapper in its place.
-A process that imports httpx without ever building a transport never pays for wrapt.
+Holds the settings in force (computed and probed once, on first use) and the plan that rewrites a
+transport's ``__init__`` arguments; ``_wrapping`` puts that plan on the classes.  Runs only once
+httpx or httpx2 has been imported; ``inspect`` and wrapt are imported inside functions.
 """
 
 import _thread
@@ -12,9 +10,11 @@ import os
 
 from keepalive_patch import config
 from keepalive_patch._log import log_once
+from keepalive_patch._wrapping import InitPatcher, InitPlan
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import inspect
     from collections.abc import Iterable, Mapping
     from types import ModuleType
     from typing import Any, Callable
@@ -28,9 +28,7 @@ _lock = _thread.RLock()
 _overrides: "dict[str, int | None]" = {}
 _override_source = "apply"
 _active: "tuple[config.Settings, ProbeResult] | None" = None
-#: class -> (its own original ``__init__``, what we put in its place (the arming stub, then the
-#: wrapt wrapper), the plan)
-_patched: "dict[type, tuple[Any, Any, _Plan]]" = {}
+_patcher = InitPatcher()
 #: ``.arguments``: the final arguments of the transport ``__init__`` running on this thread.
 _building = _thread._local()
 
@@ -68,28 +66,28 @@ def current() -> "tuple[config.Settings, ProbeResult]":
         return _active
 
 
-class _Plan:
+class _TransportPlan(InitPlan):
     """How to add our arguments to one ``__init__``, learnt from its signature (never guessed)."""
 
-    def __init__(self, init: "Callable[..., None]", library: str) -> None:
+    def __init__(self, init: "Callable[..., None]", label: str) -> None:
         import inspect
 
+        super().__init__()
         parameters = list(inspect.signature(init).parameters.values())[1:]  # drop ``self``
         self.signature = inspect.Signature(parameters)
         self.names = {p.name for p in parameters}
-        self.library = library
-        self.active = True
+        self.label = label
         if "socket_options" not in self.names:
             log_once(
-                "nosockopts:" + library,
+                "nosockopts:" + label.rpartition(".")[0],
                 WARNING,
                 "%s transports take no socket_options (httpx < 0.25); injecting retries only",
-                library,
+                label.rpartition(".")[0],
             )
 
     def rewrite(
         self, args: "tuple[Any, ...]", kwargs: "dict[str, Any]"
-    ) -> "tuple[tuple[Any, ...], dict[str, Any]] | None":
+    ) -> "inspect.BoundArguments | None":
         """The caller's arguments with keepalive options and retries added where unset.
 
         ``None`` when the arguments do not fit the signature: httpx should raise its own error.
@@ -106,7 +104,16 @@ class _Plan:
             arguments["socket_options"] = merge_options(
                 arguments.get("socket_options"), probed.accepted
             )
-        return bound.args, bound.kwargs
+        return bound
+
+    def call(self, wrapped: "Callable[..., None]", bound: "inspect.BoundArguments") -> None:
+        """Build the transport, letting the proxy pool it creates see our arguments."""
+        previous = building()
+        _building.arguments = bound.arguments
+        try:
+            wrapped(*bound.args, **bound.kwargs)
+        finally:
+            _building.arguments = previous
 
 
 def building() -> "Mapping[str, Any] | None":
@@ -131,48 +138,14 @@ def merge_options(
     return merged
 
 
-def _make_wrapper(plan: _Plan) -> "Callable[..., None]":
-    def keepalive_init(
-        wrapped: "Callable[..., None]",
-        instance: object,
-        args: "tuple[Any, ...]",
-        kwargs: "dict[str, Any]",
-    ) -> None:
-        if not plan.active:
-            return wrapped(*args, **kwargs)
-        try:
-            rewritten = plan.rewrite(args, kwargs)
-        except Exception:
-            log_once(
-                "error:" + plan.library,
-                WARNING,
-                "keepalive-patch failed to prepare a %s transport; leaving it unchanged",
-                plan.library,
-                exc_info=True,
-            )
-            return wrapped(*args, **kwargs)
-        if rewritten is None:
-            return wrapped(*args, **kwargs)
-        previous = building()
-        try:
-            _building.arguments = plan.signature.bind(*rewritten[0], **rewritten[1]).arguments
-        except Exception:  # cannot happen: rewrite() bound these very arguments
-            _building.arguments = None
-        try:
-            return wrapped(*rewritten[0], **rewritten[1])
-        finally:
-            _building.arguments = previous
-
-    return keepalive_init
-
-
 def patch_module(module: "ModuleType") -> None:
     """Arm the transport classes of an imported httpx-like module, once per class."""
+    import functools
+
     library = module.__name__
     for class_name in TRANSPORT_CLASSES:
         cls = getattr(module, class_name, None)
-        original = getattr(cls, "__dict__", {}).get("__init__")
-        if not isinstance(cls, type) or original is None:
+        if not isinstance(cls, type) or "__init__" not in cls.__dict__:
             log_once(
                 f"missing:{library}.{class_name}",
                 WARNING,
@@ -181,79 +154,20 @@ def patch_module(module: "ModuleType") -> None:
                 class_name,
             )
             continue
-        with _lock:
-            if cls in _patched:
-                continue
-            plan = _Plan(original, library)
-            stub = _make_arming_stub(cls, original, plan)
-            cls.__init__ = stub  # type: ignore[misc]
-            _patched[cls] = (original, stub, plan)
+        _patcher.patch(cls, functools.partial(_TransportPlan, label=f"{library}.{class_name}"))
     log_once("patched:" + library, INFO, "keepalive-patch applied to %s", library)
-
-
-def _make_arming_stub(cls: type, original: "Any", plan: _Plan) -> "Callable[..., None]":
-    """A stand-in ``__init__`` that wraps ``cls`` with wrapt on first use, then defers to it."""
-    import functools
-
-    armed: list[Any] = []  # the wrapt wrapper, once made
-
-    def stub(self: object, *args: "Any", **kwargs: "Any") -> None:
-        if not plan.active:
-            return original(self, *args, **kwargs)  # type: ignore[no-any-return]
-        wrapper = armed[0] if armed else _arm(cls, stub, armed)
-        if wrapper is None:
-            return original(self, *args, **kwargs)  # type: ignore[no-any-return]
-        # Bind exactly as attribute access on the instance would, so wrapt sees ``instance``.
-        return wrapper.__get__(self, type(self))(*args, **kwargs)  # type: ignore[no-any-return]
-
-    functools.update_wrapper(stub, original)  # name, doc, and __wrapped__ for inspect.signature
-    return stub
-
-
-def _arm(cls: type, stub: "Any", armed: "list[Any]") -> "Any":
-    """Make the wrapt wrapper for ``cls`` and put it in place of ``stub``; ``None`` if we cannot."""
-    try:
-        import wrapt
-    except Exception:
-        log_once(
-            "nowrapt", WARNING, "keepalive-patch cannot import wrapt; transports run unpatched",
-            exc_info=True,
-        )  # fmt: skip
-        return None
-    with _lock:
-        if armed:
-            return armed[0]
-        entry = _patched.get(cls)
-        if entry is None:  # removed meanwhile
-            return None
-        original, _, plan = entry
-        wrapper = wrapt.FunctionWrapper(original, _make_wrapper(plan))
-        armed.append(wrapper)
-        if cls.__dict__.get("__init__") is stub:
-            cls.__init__ = wrapper  # type: ignore[misc]
-            _patched[cls] = (original, wrapper, plan)
-        # Otherwise someone wrapped our stub: it stays in their chain and keeps delegating.
-        return wrapper
 
 
 def unpatch_all() -> None:
     """Restore the exact original ``__init__`` objects; disarm ours where another wraps it."""
-    with _lock:
-        for cls, (original, wrapper, plan) in list(_patched.items()):
-            plan.active = False
-            if cls.__dict__.get("__init__") is wrapper:
-                cls.__init__ = original  # type: ignore[misc]
-            else:
-                log_once(
-                    f"covered:{cls.__module__}.{cls.__qualname__}",
-                    WARNING,
-                    "%s.__init__ was wrapped again after keepalive-patch; ours now passes through",
-                    cls.__qualname__,
-                )
-            del _patched[cls]
+    _patcher.unpatch_all()
+
+
+def original_init(cls: type) -> "Any":
+    """The ``__init__`` a patched transport class had before us."""
+    return _patcher.original(cls)
 
 
 def patched_classes() -> "list[type]":
-    """The transport classes currently wrapped."""
-    with _lock:
-        return list(_patched)
+    """The transport classes currently patched."""
+    return _patcher.classes()

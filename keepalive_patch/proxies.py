@@ -12,13 +12,13 @@ options into each ``connect_tcp`` and retries a failed connect the way httpcore'
 Runs only after httpcore / httpcore2 has been imported; nothing heavy is imported at module level.
 """
 
-import _thread
-
 from keepalive_patch import patch
 from keepalive_patch._log import log_once
+from keepalive_patch._wrapping import InitPatcher, InitPlan
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import inspect
     from collections.abc import Callable, Iterator
     from types import ModuleType
     from typing import Any
@@ -36,9 +36,7 @@ _BACKEND_MODULES = ("_backends", "backends")
 BACKOFF_FACTOR = 0.5
 WARNING, INFO = 30, 20
 
-_lock = _thread.RLock()
-#: class -> (its own original ``__init__``, the wrapper we put in its place, the plan)
-_patched: "dict[type, tuple[Any, Any, _ProxyPlan]]" = {}
+_patcher = InitPatcher()
 
 
 def backoff_delays() -> "Iterator[float]":
@@ -129,7 +127,7 @@ def _connect_kwargs(
     return kwargs
 
 
-class _ProxyPlan:
+class _ProxyPlan(InitPlan):
     """How to give one proxy pool class our backend, learnt from its signature and module."""
 
     def __init__(
@@ -137,11 +135,11 @@ class _ProxyPlan:
     ) -> None:
         import inspect
 
+        super().__init__()
         parameters = list(inspect.signature(init).parameters.values())[1:]  # drop ``self``
         self.signature = inspect.Signature(parameters)
         self.label = f"{module.__name__}.{name}"
         self.is_async = is_async
-        self.active = True
         self.make_default = _default_backend(module, is_async)
         self.retry_on = tuple(
             error
@@ -155,7 +153,7 @@ class _ProxyPlan:
 
     def rewrite(
         self, args: "tuple[Any, ...]", kwargs: "dict[str, Any]"
-    ) -> "tuple[tuple[Any, ...], dict[str, Any]] | None":
+    ) -> "inspect.BoundArguments | None":
         """The pool's arguments with our backend added; ``None`` to leave the call untouched."""
         try:
             bound = self.signature.bind(*args, **kwargs)
@@ -188,7 +186,7 @@ class _ProxyPlan:
         arguments["network_backend"] = backend_class(
             self.make_default(), options, retries if isinstance(retries, int) else 0, self.retry_on
         )
-        return bound.args, bound.kwargs
+        return bound
 
 
 def _default_backend(module: "ModuleType", is_async: bool) -> "Callable[[], Any]":
@@ -221,46 +219,18 @@ def _takes_socket_options(make_default: "Callable[[], Any]") -> bool:
         return False
 
 
-def _make_wrapper(plan: _ProxyPlan) -> "Callable[..., None]":
-    def keepalive_proxy_init(
-        wrapped: "Callable[..., None]",
-        instance: object,
-        args: "tuple[Any, ...]",
-        kwargs: "dict[str, Any]",
-    ) -> None:
-        if not plan.active:
-            return wrapped(*args, **kwargs)
-        try:
-            rewritten = plan.rewrite(args, kwargs)
-        except Exception:
-            log_once(
-                "proxy-error:" + plan.label,
-                WARNING,
-                "keepalive-patch failed to prepare a %s; leaving it unchanged",
-                plan.label,
-                exc_info=True,
-            )
-            return wrapped(*args, **kwargs)
-        if rewritten is None:
-            return wrapped(*args, **kwargs)
-        return wrapped(*rewritten[0], **rewritten[1])
-
-    return keepalive_proxy_init
-
-
 def patch_module(module: "ModuleType") -> None:
-    """Wrap the proxy pools of an imported httpcore-like module, once per class.
+    """Arm the proxy pools of an imported httpcore-like module, once per class.
 
     A class this shim cannot serve (no ``network_backend`` parameter, no default backend where
     we expect it) is logged once and left alone.
     """
-    import wrapt
+    import functools
 
     library = module.__name__
     for class_name, is_async in PROXY_CLASSES.items():
         cls = getattr(module, class_name, None)
-        original = getattr(cls, "__dict__", {}).get("__init__")
-        if not isinstance(cls, type) or original is None:
+        if not isinstance(cls, type) or "__init__" not in cls.__dict__:
             log_once(
                 f"missing:{library}.{class_name}",
                 WARNING,
@@ -269,47 +239,40 @@ def patch_module(module: "ModuleType") -> None:
                 class_name,
             )
             continue
-        with _lock:
-            if cls in _patched:
-                continue
-            try:
-                plan = _ProxyPlan(original, module, class_name, is_async)
-            except LookupError as exc:
-                log_once(f"nobackend:{library}", WARNING, "%s; proxies not patched", exc)
-                continue
-            if "network_backend" not in plan.signature.parameters:
-                log_once(
-                    f"nobackendarg:{library}.{class_name}",
-                    WARNING,
-                    "%s.%s takes no network_backend; its proxy connections are not patched",
-                    library,
-                    class_name,
-                )
-                continue
-            wrapper = wrapt.FunctionWrapper(original, _make_wrapper(plan))
-            cls.__init__ = wrapper  # type: ignore[misc]
-            _patched[cls] = (original, wrapper, plan)
+
+        plan_for = functools.partial(
+            _plan_or_none, module=module, class_name=class_name, is_async=is_async
+        )
+        _patcher.patch(cls, plan_for)
     log_once("patched:" + library, INFO, "keepalive-patch applied to %s proxy pools", library)
+
+
+def _plan_or_none(
+    init: "Any", module: "ModuleType", class_name: str, is_async: bool
+) -> "_ProxyPlan | None":
+    library = module.__name__
+    try:
+        plan = _ProxyPlan(init, module, class_name, is_async)
+    except LookupError as exc:
+        log_once(f"nobackend:{library}", WARNING, "%s; proxies not patched", exc)
+        return None
+    if "network_backend" not in plan.signature.parameters:
+        log_once(
+            f"nobackendarg:{library}.{class_name}",
+            WARNING,
+            "%s.%s takes no network_backend; its proxy connections are not patched",
+            library,
+            class_name,
+        )
+        return None
+    return plan
 
 
 def unpatch_all() -> None:
     """Restore the exact original ``__init__`` objects; disarm ours where another wraps it."""
-    with _lock:
-        for cls, (original, wrapper, plan) in list(_patched.items()):
-            plan.active = False
-            if cls.__dict__.get("__init__") is wrapper:
-                cls.__init__ = original  # type: ignore[misc]
-            else:
-                log_once(
-                    f"covered:{cls.__module__}.{cls.__qualname__}",
-                    WARNING,
-                    "%s.__init__ was wrapped again after keepalive-patch; ours now passes through",
-                    cls.__qualname__,
-                )
-            del _patched[cls]
+    _patcher.unpatch_all()
 
 
 def patched_classes() -> "list[type]":
-    """The proxy pool classes currently wrapped."""
-    with _lock:
-        return list(_patched)
+    """The proxy pool classes currently patched."""
+    return _patcher.classes()

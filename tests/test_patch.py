@@ -81,7 +81,7 @@ def test_generator_options_are_materialized_once(
 def test_caller_positional_options_and_retries_win(lib: types.ModuleType, http_url: str) -> None:
     """httpx 0.28 order: verify, cert, trust_env, http1, http2, limits, proxy, uds,
     local_address, retries, socket_options."""
-    parameters = list(inspect.signature(patch._patched[lib.HTTPTransport][0]).parameters)
+    parameters = list(inspect.signature(patch.original_init(lib.HTTPTransport)).parameters)
     positional = [True, None, True, True, False, lib.Limits(), None, None, None, 4]
     positional.append([(TCP, socket.TCP_KEEPINTVL, 5)])
     assert parameters[1:12] == [
@@ -190,7 +190,9 @@ def test_internal_failure_falls_back_to_original(
 
 
 def test_remove_restores_exact_originals(lib: types.ModuleType, http_url: str) -> None:
-    originals = {cls: patch._patched[cls][0] for cls in (lib.HTTPTransport, lib.AsyncHTTPTransport)}
+    originals = {
+        cls: patch.original_init(cls) for cls in (lib.HTTPTransport, lib.AsyncHTTPTransport)
+    }
     keepalive_patch.remove()
     assert not keepalive_patch.is_applied()
     for cls, original in originals.items():

@@ -1,4 +1,4 @@
-"""The arming stub: wrapt is imported at the first transport construction, not at ``import httpx``.
+"""_wrapping: wrapt is imported at the first construction (arming stub), not at ``import httpx``.
 
 Checked on live loopback connections (``getsockopt``), in this process and in fresh interpreters
 where nothing has imported wrapt yet.
