@@ -55,7 +55,7 @@ def gather(
     _log.forget()  # say again what was said before this handler listened
     try:
         if any(value is not None for value in overrides.values()):
-            patch.configure(overrides, "flag")
+            config.configure(overrides, "flag")
         settings, probed = patch.current()
         report: dict[str, Any] = {
             "keepalive_patch": keepalive_patch.__version__,

@@ -1,7 +1,7 @@
 """Settings: defaults, bounds, and how environment variables and explicit overrides combine.
 
-Kept free of heavy imports (no ``typing``, ``dataclasses`` or ``logging`` at import time): this
-module is loaded at interpreter start by the sitecustomize hook.
+Kept free of heavy imports (no ``typing``, ``dataclasses`` or ``logging`` at import time): it is
+loaded at interpreter start when ``KEEPALIVE_PATCH_DISABLE`` is set, and by ``apply()``.
 """
 
 import os
@@ -72,6 +72,21 @@ class Settings:
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v}" for k, v in self.as_dict().items())
         return f"Settings({fields})"
+
+
+#: (generation, explicit overrides, their source): replaced whole, so readers never see a mix.
+_configured: "tuple[int, Mapping[str, int | None], str]" = (0, {}, "apply")
+
+
+def configure(overrides: "Mapping[str, int | None]", source: str = "apply") -> None:
+    """Record explicit overrides (``apply()`` arguments, CLI flags) for the next ``resolve``."""
+    global _configured
+    _configured = (_configured[0] + 1, dict(overrides), source)
+
+
+def configured() -> "tuple[int, Mapping[str, int | None], str]":
+    """``(generation, overrides, source)``: the generation changes with every ``configure``."""
+    return _configured
 
 
 def is_disabled(environ: "Mapping[str, str]" = os.environ) -> bool:

@@ -8,8 +8,6 @@ nothing beyond ``sys`` and ``_thread`` so that installing it at interpreter star
 import _thread
 import sys
 
-from keepalive_patch._log import log_once
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -96,6 +94,8 @@ def run_callback(callback: "Callback", module: "ModuleType") -> None:
     try:
         callback(module)
     except Exception:
+        from keepalive_patch._log import log_once
+
         log_once(
             "hook:" + module.__name__,
             30,

@@ -25,33 +25,23 @@ TRANSPORT_CLASSES = ("HTTPTransport", "AsyncHTTPTransport")
 WARNING, INFO = 30, 20
 
 _lock = _thread.RLock()
-_overrides: "dict[str, int | None]" = {}
-_override_source = "apply"
-_active: "tuple[config.Settings, ProbeResult] | None" = None
+#: (config generation, settings, probe) of the last computation.
+_active: "tuple[int, config.Settings, ProbeResult] | None" = None
 _patcher = InitPatcher()
 #: ``.arguments``: the final arguments of the transport ``__init__`` running on this thread.
 _building = _thread._local()
 
 
-def configure(overrides: "Mapping[str, int | None]", source: str = "apply") -> None:
-    """Set explicit overrides; settings and the probe are recomputed on next use."""
-    global _active, _override_source
-    with _lock:
-        _overrides.clear()
-        _overrides.update(overrides)
-        _override_source = source
-        _active = None
-
-
 def current() -> "tuple[config.Settings, ProbeResult]":
-    """The settings in force and the probed options; recomputed after ``configure``."""
+    """The settings in force and the probed options; recomputed after ``config.configure``."""
     global _active
+    generation, overrides, source = config.configured()
     with _lock:
-        if _active is not None:
-            return _active
+        if _active is not None and _active[0] == generation:
+            return _active[1], _active[2]
         from keepalive_patch import options
 
-        settings = config.resolve(os.environ, _overrides, _override_source)
+        settings = config.resolve(os.environ, overrides, source)
         result = options.probe(options.keepalive_options(settings))
         if result.rejected:
             names = ", ".join(
@@ -62,8 +52,8 @@ def current() -> "tuple[config.Settings, ProbeResult]":
         if not result.probed:
             log_once("noprobe", WARNING, "could not open a socket to probe keepalive options")
             return settings, result
-        _active = (settings, result)
-        return _active
+        _active = (generation, settings, result)
+        return settings, result
 
 
 class _TransportPlan(InitPlan):

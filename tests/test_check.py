@@ -14,7 +14,7 @@ import pytest
 from apps import clean_env, run_python
 
 import keepalive_patch
-from keepalive_patch import check, patch
+from keepalive_patch import check, config
 
 CHECK = [sys.executable, "-m", "keepalive_patch", "check"]
 ALL_CONNECTIONS = [
@@ -157,7 +157,7 @@ def test_human_report_names_everything() -> None:
 @pytest.fixture
 def restore_settings() -> "Iterator[None]":
     yield
-    patch.configure({})
+    config.configure({})
 
 
 def test_only_installed_libraries_are_checked(

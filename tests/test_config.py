@@ -113,3 +113,7 @@ def test_apply_disabled_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KEEPALIVE_PATCH_DISABLE", "1")
     assert keepalive_patch.apply() is False
     assert not keepalive_patch.is_applied()
+
+
+def test_start_path_spells_the_disable_variable_like_config() -> None:
+    assert keepalive_patch._DISABLE_VAR == config.DISABLE_VAR
