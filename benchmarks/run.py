@@ -84,12 +84,7 @@ def prepare_venv() -> str:
          "--force-reinstall", str(ROOT)],
         check=True,
     )  # fmt: skip
-    site = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    site = installed_site(python)
     where = subprocess.run(
         [python, "-c", "import keepalive_patch; print(keepalive_patch.__file__)"],
         capture_output=True, text=True, check=True, cwd=NEUTRAL_CWD, env=clean_env(),
@@ -195,6 +190,57 @@ def loopback_server(python: str) -> Iterator[int]:
             server.wait(timeout=10)
 
 
+def entry_points(
+    python: str, scratch: Path
+) -> dict[str, tuple[tuple[list[str], dict[str, str]], tuple[list[str], dict[str, str]]]]:
+    """``python -c pass`` without and with each zero-edit entry point, otherwise alike."""
+    empty = scratch / "empty"
+    empty.mkdir()
+    site = Path(installed_site(python))
+    bootstrap = site / "keepalive_patch" / "bootstrap"
+    # `enable` writes a .pth into site-packages; do it in a throwaway venv that sees the
+    # benchmark venv's packages through a path line, so the other rows stay unpatched.
+    plain, enabled = scratch / "plain", scratch / "enabled"
+    pythons = {}
+    for venv_dir in (plain, enabled):
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv_dir)], check=True)
+        venv_python = str(venv_dir / "bin" / "python")
+        (Path(installed_site(venv_python)) / "bench_path.pth").write_text(f"{site}\n")
+        pythons[venv_dir] = venv_python
+    subprocess.run(
+        [pythons[enabled], "-m", "keepalive_patch", "enable"],
+        env=clean_env(), check=True, capture_output=True, cwd=NEUTRAL_CWD,
+    )  # fmt: skip
+    subprocess.run(  # the checkout's own .pyc files, as for the installed package
+        [python, "-m", "compileall", "-q", str(ROOT / "sitecustomize.py"),
+         str(ROOT / "keepalive_patch")],
+        env=clean_env(), check=False, capture_output=True,
+    )  # fmt: skip
+    bare = [python, "-c", "pass"]
+    return {
+        "`keepalive-patch run` (bootstrap dir on PYTHONPATH)": (
+            (bare, clean_env(PYTHONPATH=str(empty))),
+            (bare, clean_env(PYTHONPATH=str(bootstrap))),
+        ),
+        "`keepalive-patch enable` (.pth)": (
+            ([pythons[plain], "-c", "pass"], clean_env()),
+            ([pythons[enabled], "-c", "pass"], clean_env()),
+        ),
+        "checkout on PYTHONPATH": (
+            (bare, clean_env(PYTHONPATH=str(empty))),
+            (bare, clean_env(PYTHONPATH=str(ROOT))),
+        ),
+    }
+
+
+def installed_site(python: str) -> str:
+    """The purelib site-packages directory of ``python``'s environment."""
+    return subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+
+
 def detection(repeat: int) -> tuple[float, float, int] | str:
     """Scenario 2 of the e2e suite: median seconds to notice a dead peer, hook off vs on."""
     report = Path(tempfile.mkstemp(suffix=".json")[1])
@@ -271,19 +317,15 @@ def main() -> None:
         log(f"  {name}: {fmt(base)} -> {fmt(patched)} ({patched / base:.3f}x)")
 
     env = clean_env()
-    with tempfile.TemporaryDirectory() as empty, tempfile.TemporaryDirectory() as hookdir:
-        Path(hookdir, "sitecustomize.py").write_text("import keepalive_patch\n")
-        log(f"interpreter start ({starts} runs each) ...")
-        base, patched = paired(
-            ([python, "-c", "pass"], env), ([python, "-c", "import keepalive_patch"], env), starts
-        )
-        add("start: `-c 'import keepalive_patch'` vs `-c pass`", base, patched, "<= 1.05x")
-        base, patched = paired(
-            ([python, "-c", "pass"], clean_env(PYTHONPATH=empty)),
-            ([python, "-c", "pass"], clean_env(PYTHONPATH=hookdir)),
-            starts,
-        )
-        add("start: sitecustomize importing the hook vs none", base, patched, "<= 1.05x")
+    log(f"interpreter start ({starts} runs each) ...")
+    base, patched = paired(
+        ([python, "-c", "pass"], env), ([python, "-c", "import keepalive_patch"], env), starts
+    )
+    add("start: `-c 'import keepalive_patch'` vs `-c pass`", base, patched, "<= 1.05x")
+    with tempfile.TemporaryDirectory() as scratch:
+        for name, (base_run, patched_run) in entry_points(python, Path(scratch)).items():
+            base, patched = paired(base_run, patched_run, starts)
+            add(f"start: {name}", base, patched, "<= 1.05x")
 
     for lib in ("httpx", "httpx2"):
         log(f"import {lib} ({starts} runs each) ...")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import http.server
 import importlib
+import importlib.util
+import inspect
 import os
 import socket
 import socketserver
@@ -20,6 +22,20 @@ import keepalive_patch
 from keepalive_patch import _log
 
 LIBRARIES = ("httpx", "httpx2")
+
+
+def installed_libraries() -> tuple[ModuleType, ...]:
+    """httpx and httpx2, as far as this environment has them."""
+    return tuple(
+        importlib.import_module(name) for name in LIBRARIES if importlib.util.find_spec(name)
+    )
+
+
+def takes_socket_options(lib: ModuleType) -> bool:
+    """httpx < 0.25 has no ``socket_options``: the shim gives it retries only."""
+    return "socket_options" in inspect.signature(lib.HTTPTransport.__init__).parameters
+
+
 MODES = ("sync", "asyncio", "trio")
 
 

@@ -16,14 +16,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import httpx2
 import pytest
 import wrapt
+from conftest import installed_libraries
 
 import keepalive_patch
 from keepalive_patch import patch
 
-LIBS = (httpx, httpx2)
+LIBS = installed_libraries()
 CLASSES = [getattr(lib, name) for lib in LIBS for name in patch.TRANSPORT_CLASSES]
 
 
@@ -191,7 +191,7 @@ print(json.dumps({{
 """
 
 
-@pytest.mark.parametrize("lib", ["httpx", "httpx2"])
+@pytest.mark.parametrize("lib", [lib.__name__ for lib in LIBS])
 def test_fresh_process_defers_wrapt_and_arms_concurrently(lib: str) -> None:
     done = subprocess.run(
         [sys.executable, "-c", FRESH.format(lib=lib)],
