@@ -2,7 +2,9 @@
 
 ``import keepalive_patch`` is enough: from then on every ``HTTPTransport`` and
 ``AsyncHTTPTransport`` the process builds gets keepalive socket options and ``retries=1``
-unless the caller set them.  Nothing heavy is imported until httpx or httpx2 is.
+unless the caller set them, and so do the connections its proxy pools open to the proxy.
+At interpreter start only this module and ``hooks`` are loaded; the rest, and wrapt, follow
+httpx / httpcore into the process.
 """
 
 import os
