@@ -41,10 +41,10 @@ def version_of(lib: ModuleType) -> str:
 
 
 def retries_only_reason(lib: ModuleType) -> str:
-    """Why a test of keepalive options on live sockets cannot run with ``lib``."""
+    """Why a test of keepalive options (or of their effect) cannot run with ``lib``."""
     return (
-        f"{version_of(lib)} transports take no socket_options (httpx < 0.25): the shim injects "
-        "retries only, so there are no keepalive options to read back"
+        f"{version_of(lib)} transports take no socket_options (httpx < 0.25): the shim gives "
+        "them retries only, no keepalive options"
     )
 
 
