@@ -341,7 +341,7 @@ def render(report: "Mapping[str, Any]") -> str:
         lines.append(f"{label} {verdict}  {' '.join(shown) or 'no options to compare'}")
     lines.append("")
     retries_only = sorted({c["library"] for c in report["connections"] if c["note"]})
-    others_failed = any(not c["ok"] and not c["note"] for c in report["connections"])
+    others_failed = any(c["error"] or not (c["ok"] or c["note"]) for c in report["connections"])
     if report["ok"]:
         lines.append("OK: every installed library's connections carry the keepalive options.")
     elif not report["connections"]:
