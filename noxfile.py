@@ -1,12 +1,13 @@
-"""Compatibility matrix: the whole test suite across Python x httpx x wrapt, httpx2 latest.
+"""Compatibility matrix: the whole test suite across Python x httpx x wrapt (and httpx2).
 
     nox -s full      the covering set below (13 sessions, ~the full product's coverage)
     nox -s ci        the reduced set CI runs (through tests/test_matrix.py)
     nox -l           list the sessions; ``nox -s "full(py3.9, httpx 0.23.3, wrapt 1)"`` runs one
 
 Every httpx version meets both wrapt majors and both the oldest and the newest Python; every
-Python meets the newest httpx.  httpx2 needs Python >= 3.11: on 3.9 / 3.10 its tests skip.
-pip resolves each httpx's own httpcore (0.23 -> 0.16, 0.24 -> 0.17, 0.25+ -> 1.x).
+Python meets the newest httpx.  pip resolves each httpx's own httpcore (0.23 -> 0.16, 0.24 ->
+0.17, 0.25+ -> 1.x) and the newest httpx2 each Python has (3.9 -> 2.0.0, 3.10 -> 2.14.0); httpx2
+is left out next to httpx < 0.25 (h11 conflict), where its tests skip.
 Interpreters are found on PATH or in pyenv; none is ever downloaded.
 """
 

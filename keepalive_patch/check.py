@@ -2,7 +2,9 @@
 
 For each installed library (httpx, httpx2) a sync and an async client open a real connection, to
 the given URL or to a loopback server started here, and the options are read back with
-``getsockopt`` from the connection's own socket.
+``getsockopt`` from the connection's own socket.  A library whose transports take no
+``socket_options`` (httpx < 0.25) gets only the connect retry: its connections are reported as
+failing, with that reason, because keepalive is not in force there.
 """
 
 import json
@@ -140,7 +142,14 @@ def _connect(
     progress: "TextIO | None",
 ) -> "dict[str, Any]":
     """One request through ``library``'s ``mode`` client; the options its socket carries."""
-    result: dict[str, Any] = {"library": library, "transport": mode, "ok": False, "error": None}
+    result: dict[str, Any] = {
+        "library": library,
+        "transport": mode,
+        "ok": False,
+        "error": None,
+        "note": None,
+        "takes_socket_options": None,
+    }
     if progress is not None:
         progress.write(f"keepalive-patch check: connecting to {url} with {library} ({mode})...\n")
         progress.flush()
@@ -148,22 +157,46 @@ def _connect(
         import importlib
 
         module = importlib.import_module(library)
+        result["takes_socket_options"] = takes_socket_options(module)
+        if not result["takes_socket_options"]:
+            result["note"] = (
+                f"{library} {getattr(module, '__version__', '')} takes no socket_options "
+                "(httpx < 0.25): retries only"
+            )
         if mode == "sync":
-            status, values = _request_sync(module, url, trust_env, expected)
+            status, retries, values = _request_sync(module, url, trust_env, expected)
         else:
             import asyncio
 
-            status, values = asyncio.run(_request_async(module, url, trust_env, expected))
+            status, retries, values = asyncio.run(_request_async(module, url, trust_env, expected))
     except Exception as exc:
         result["error"] = f"{type(exc).__name__}: {exc}"
         return result
     result["status"] = status
+    result["retries"] = retries
     result["options"] = [
         dict(_option_dict(option), expected=option[2], actual=actual, ok=_matches(option, actual))
         for option, actual in values
     ]
-    result["ok"] = bool(values) and all(item["ok"] for item in result["options"])
+    result["ok"] = (
+        result["takes_socket_options"]
+        and bool(values)
+        and all(item["ok"] for item in result["options"])
+    )
     return result
+
+
+def takes_socket_options(module: "Any") -> bool:
+    """Whether ``module``'s transports can carry keepalive options at all (httpx >= 0.25)."""
+    import inspect
+
+    return "socket_options" in inspect.signature(module.HTTPTransport.__init__).parameters
+
+
+def _pool_retries(client: "Any") -> "int | None":
+    """The connect retries of the client's transport pool (httpcore keeps them private)."""
+    retries = getattr(getattr(getattr(client, "_transport", None), "_pool", None), "_retries", None)
+    return retries if isinstance(retries, int) else None
 
 
 def _matches(option: "tuple[int, int, int]", actual: "int | None") -> bool:
@@ -181,22 +214,25 @@ TIMEOUT = 10.0
 
 def _request_sync(
     module: "Any", url: str, trust_env: bool, expected: "list[tuple[int, int, int]]"
-) -> "tuple[int, list[tuple[tuple[int, int, int], int | None]]]":
+) -> "tuple[int, int | None, list[tuple[tuple[int, int, int], int | None]]]":
+    """The status, the pool's retries and the options read back from the live socket."""
     with (
         module.Client(trust_env=trust_env, timeout=TIMEOUT) as client,
         client.stream("GET", url) as response,
     ):
-        return response.status_code, options.read_back(_socket_of(response), expected)
+        live = options.read_back(_socket_of(response), expected)
+        return response.status_code, _pool_retries(client), live
 
 
 async def _request_async(
     module: "Any", url: str, trust_env: bool, expected: "list[tuple[int, int, int]]"
-) -> "tuple[int, list[tuple[tuple[int, int, int], int | None]]]":
+) -> "tuple[int, int | None, list[tuple[tuple[int, int, int], int | None]]]":
     async with (
         module.AsyncClient(trust_env=trust_env, timeout=TIMEOUT) as client,
         client.stream("GET", url) as response,
     ):
-        return response.status_code, options.read_back(_socket_of(response), expected)
+        live = options.read_back(_socket_of(response), expected)
+        return response.status_code, _pool_retries(client), live
 
 
 def _socket_of(response: "Any") -> "socket.socket":
@@ -271,7 +307,7 @@ def render(report: "Mapping[str, Any]") -> str:
         value = f"{item['value']} {UNITS[name]}".rstrip()
         lines.append(f"  {name:<13} {value:<10} {item['source']}")
     lines.append("")
-    lines.append("Socket options this host accepts (set on every transport):")
+    lines.append("Socket options this host accepts (set on every transport that takes them):")
     for option in report["options"]:
         lines.append(f"  {option['name']:<17} {option['value']}")
     if not report["options"]:
@@ -292,17 +328,30 @@ def render(report: "Mapping[str, Any]") -> str:
         if connection["error"]:
             lines.append(f"{label} FAIL  {connection['error']}")
             continue
+        verdict = "OK  " if connection["ok"] else "FAIL"
+        if connection["note"]:  # nothing was expected of the socket: show what it has
+            shown = [f"{item['name']}={item['actual']}" for item in connection["options"]]
+            text = f"{connection['note']} (retries={connection['retries']}); {' '.join(shown)}"
+            lines.append(f"{label} {verdict}  {text}")
+            continue
         shown = []
         for item in connection["options"]:
             text = f"{item['name']}={item['actual']}"
             shown.append(text if item["ok"] else f"{text} (expected {item['expected']})")
-        verdict = "OK  " if connection["ok"] else "FAIL"
         lines.append(f"{label} {verdict}  {' '.join(shown) or 'no options to compare'}")
     lines.append("")
+    retries_only = sorted({c["library"] for c in report["connections"] if c["note"]})
+    others_failed = any(c["error"] or not (c["ok"] or c["note"]) for c in report["connections"])
     if report["ok"]:
         lines.append("OK: every installed library's connections carry the keepalive options.")
     elif not report["connections"]:
         lines.append("FAIL: nothing to check; install httpx or httpx2.")
-    else:
+    for library in retries_only:
+        lines.append(
+            f"FAIL: keepalive is not in force for {library} {versions[library]}: its transports "
+            "take no socket_options (httpx < 0.25), so only the connect retry is applied; "
+            "httpx >= 0.25 gets keepalive."
+        )
+    if others_failed:
         lines.append("FAIL: some connections lack the keepalive options (see above).")
     return "\n".join(lines) + "\n"

@@ -1,6 +1,7 @@
 """Run the unmodified test application (scripts/http_app.py) and judge its live sockets."""
 
 import ast
+import importlib.util
 import json
 import os
 import shutil
@@ -13,7 +14,13 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 APP = Path(__file__).resolve().parent / "scripts" / "http_app.py"
-CONNECTIONS = ("httpx sync", "httpx async", "httpx2 sync", "httpx2 async")
+#: The app's connections: sync and async for each library installed here (as for the app).
+CONNECTIONS = sorted(
+    f"{name} {mode}"
+    for name in ("httpx", "httpx2")
+    if importlib.util.find_spec(name) is not None
+    for mode in ("sync", "async")
+)
 #: Where the test's dependencies (httpx, httpx2, wrapt...) live, for throwaway environments.
 DEPENDENCIES = sysconfig.get_paths()["purelib"]
 #: Never imported at interpreter start by the hook (brief, principle 3).
@@ -67,21 +74,31 @@ def expected(
     return values
 
 
-def assert_patched(report: "dict[str, Any]", **settings: int) -> None:
-    """Every live connection of the app (and of its child, if any) carries the options."""
+def assert_patched(report: "dict[str, Any]", retries: int = 1, **settings: int) -> None:
+    """Every connection of the app (and of its child, if any) was patched: its pool got the
+    connect retries and, where the library takes socket_options, its live socket carries exactly
+    the keepalive options; httpx < 0.25 takes none, so there the socket has none of ours."""
     want = expected(**settings)
-    for name in CONNECTIONS:
-        got = report["results"][name]
-        assert {key: got.get(key) for key in want} == want, (name, got)
+    assert sorted(report["results"]) == CONNECTIONS, "the app used every installed library"
+    for name, got in report["results"].items():
+        assert got["retries"] == retries, (name, got)
+        options = got["options"]
+        if got["takes_socket_options"]:
+            assert {key: options.get(key) for key in want} == want, (name, got)
+        else:  # retries only
+            assert options["SO_KEEPALIVE"] == 0, (name, got)
+            assert options.get("TCP_USER_TIMEOUT", 0) == 0, (name, got)
     if "child" in report:
-        assert_patched(report["child"], **settings)
+        assert_patched(report["child"], retries, **settings)
 
 
 def assert_unpatched(report: "dict[str, Any]") -> None:
-    for name in CONNECTIONS:
-        got = report["results"][name]
-        assert got["SO_KEEPALIVE"] == 0, (name, got)
-        assert got.get("TCP_USER_TIMEOUT", 0) == 0, (name, got)
+    """No connection of the app (nor of its child) got anything from keepalive-patch."""
+    assert sorted(report["results"]) == CONNECTIONS, "the app used every installed library"
+    for name, got in report["results"].items():
+        assert got["retries"] == 0, (name, got)
+        assert got["options"]["SO_KEEPALIVE"] == 0, (name, got)
+        assert got["options"].get("TCP_USER_TIMEOUT", 0) == 0, (name, got)
     if "child" in report:
         assert_unpatched(report["child"])
 

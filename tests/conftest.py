@@ -36,6 +36,24 @@ def takes_socket_options(lib: ModuleType) -> bool:
     return "socket_options" in inspect.signature(lib.HTTPTransport.__init__).parameters
 
 
+def version_of(lib: ModuleType) -> str:
+    return f"{lib.__name__} {getattr(lib, '__version__', '(unknown version)')}"
+
+
+def retries_only_reason(lib: ModuleType) -> str:
+    """Why a test of keepalive options (or of their effect) cannot run with ``lib``."""
+    return (
+        f"{version_of(lib)} transports take no socket_options (httpx < 0.25): the shim gives "
+        "them retries only, no keepalive options"
+    )
+
+
+def require_socket_options(lib: ModuleType) -> None:
+    """Skip, saying exactly why, unless ``lib`` can carry keepalive options."""
+    if not takes_socket_options(lib):
+        pytest.skip(retries_only_reason(lib))
+
+
 MODES = ("sync", "asyncio", "trio")
 
 
@@ -98,6 +116,21 @@ def lib(request: pytest.FixtureRequest) -> ModuleType:
     return pytest.importorskip(request.param)
 
 
+@pytest.fixture
+def keepalive_lib(lib: ModuleType) -> ModuleType:
+    """``lib``, where its transports take ``socket_options`` (httpx >= 0.25, httpx2)."""
+    require_socket_options(lib)
+    return lib
+
+
+@pytest.fixture
+def retries_only_lib(lib: ModuleType) -> ModuleType:
+    """``lib``, where its transports take no ``socket_options`` (httpx 0.23 / 0.24)."""
+    if takes_socket_options(lib):
+        pytest.skip(f"{version_of(lib)} takes socket_options; retries only is for httpx < 0.25")
+    return lib
+
+
 @pytest.fixture(params=MODES)
 def mode(request: pytest.FixtureRequest) -> str:
     if request.param == "trio":
@@ -126,6 +159,12 @@ def read_options(sock: Any, options: list[tuple[int, int, int]] | None = None) -
 
     wanted = options or keepalive_options(keepalive_patch.settings())
     return {option_name(level, name): sock.getsockopt(level, name) for level, name, _ in wanted}
+
+
+def kernel_defaults() -> dict[str, int]:
+    """What ``read_options`` gives for a fresh TCP socket nobody set options on."""
+    with socket.socket() as fresh:
+        return read_options(fresh)
 
 
 def expected(**changes: int) -> dict[str, int]:

@@ -70,7 +70,10 @@ def test_settings_come_from_the_environment(hook_dir: str) -> None:
 @HOOK_DIRS
 def test_opt_out_variable_wins(hook_dir: str) -> None:
     env = clean_env(PYTHONPATH=hook_dir, KEEPALIVE_PATCH_DISABLE="1")
-    assert_unpatched(run_app(PYTHON, env, "--child"))
+    report = run_app(PYTHON, env, "--child")
+    assert_unpatched(report)
+    with pytest.raises(AssertionError):  # the check above is not vacuous, on any httpx
+        assert_patched(report)
 
 
 @HOOK_DIRS

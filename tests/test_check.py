@@ -1,4 +1,8 @@
-"""``keepalive-patch check``: the report, its exit status, and the live read-back it relies on."""
+"""``keepalive-patch check``: the report, its exit status, and the live read-back it relies on.
+
+Where httpx < 0.25 is installed (no ``socket_options``: retries only), its connections must be
+reported as failing with that reason and the exit status must be 1: keepalive is not in force.
+"""
 
 import contextlib
 import http.server
@@ -12,17 +16,18 @@ from typing import Any
 
 import pytest
 from apps import clean_env, run_python
+from conftest import installed_libraries, takes_socket_options, version_of
 
 import keepalive_patch
 from keepalive_patch import check, config
 
 CHECK = [sys.executable, "-m", "keepalive_patch", "check"]
-ALL_CONNECTIONS = [
-    ("httpx", "sync"),
-    ("httpx", "async"),
-    ("httpx2", "sync"),
-    ("httpx2", "async"),
-]
+LIBS = installed_libraries()
+ALL_CONNECTIONS = [(lib.__name__, mode) for lib in LIBS for mode in ("sync", "async")]
+#: Installed libraries whose transports take no socket_options (httpx 0.23 / 0.24).
+RETRIES_ONLY = {lib.__name__: version_of(lib) for lib in LIBS if not takes_socket_options(lib)}
+#: ``check``'s status with the patch working as designed: 1 while keepalive cannot be in force.
+STATUS = 1 if RETRIES_ONLY else 0
 
 
 def check_json(*arguments: str, **env: str) -> "tuple[int, dict[str, Any], str]":
@@ -33,6 +38,24 @@ def check_json(*arguments: str, **env: str) -> "tuple[int, dict[str, Any], str]"
 
 def option_values(connection: "dict[str, Any]") -> "dict[str, int]":
     return {item["name"]: item["actual"] for item in connection["options"]}
+
+
+def assert_as_designed(connection: "dict[str, Any]", **values: int) -> None:
+    """A connection made with the patch applied: keepalive options, or retries only, saying so."""
+    live = option_values(connection)
+    assert connection["status"] in (200, 204) and connection["error"] is None
+    assert connection["retries"] == values.pop("retries", 1)
+    if connection["library"] in RETRIES_ONLY:
+        assert connection["ok"] is False and connection["takes_socket_options"] is False
+        assert connection["note"] == (
+            f"{RETRIES_ONLY[connection['library']]} takes no socket_options (httpx < 0.25): "
+            "retries only"
+        )
+        assert live["SO_KEEPALIVE"] == 0 and live["TCP_USER_TIMEOUT"] == 0
+    else:
+        assert connection["ok"] is True and connection["takes_socket_options"] is True
+        assert connection["note"] is None
+        assert {name: live[name] for name in values} == values
 
 
 @contextlib.contextmanager
@@ -61,42 +84,41 @@ def loopback_server() -> "Iterator[str]":
 
 def test_default_check_passes_on_loopback() -> None:
     status, report, _ = check_json()
-    assert status == 0 and report["ok"] is True
+    assert status == STATUS and report["ok"] is (STATUS == 0)
     assert report["applied"] is True and report["disabled_by"] is None
     assert report["target"].endswith("(loopback server started by check)")
     assert [(c["library"], c["transport"]) for c in report["connections"]] == ALL_CONNECTIONS
     for connection in report["connections"]:
-        assert connection["ok"] and connection["status"] == 200
-        assert option_values(connection)["SO_KEEPALIVE"] == 1
-        assert option_values(connection)["TCP_KEEPIDLE"] == 30
+        assert connection["status"] == 200
+        assert_as_designed(connection, SO_KEEPALIVE=1, TCP_KEEPIDLE=30)
     assert {name: item["source"] for name, item in report["settings"].items()} == dict.fromkeys(
         ["idle", "interval", "count", "retries", "user_timeout"], "default"
     )
     assert report["settings"]["user_timeout"]["value"] == 60000
     assert report["dropped"] == []
-    for name in ("httpx", "httpcore", "httpx2", "httpcore2", "wrapt"):
+    for name in ("httpx", "httpcore", "wrapt"):
         assert report["versions"][name]
+    for lib in LIBS:
+        assert report["versions"][lib.__name__] == lib.__version__
 
 
 def test_sources_distinguish_env_and_flag() -> None:
     status, report, _ = check_json(
         "--idle", "7", "--user-timeout", "4000", KEEPALIVE_PATCH_COUNT="5"
     )
-    assert status == 0
+    assert status == STATUS
     settings = report["settings"]
     assert settings["idle"] == {"value": 7, "source": "flag"}
     assert settings["count"] == {"value": 5, "source": "env"}
     assert settings["user_timeout"] == {"value": 4000, "source": "flag"}
     assert settings["interval"] == {"value": 10, "source": "default"}
     for connection in report["connections"]:
-        values = option_values(connection)
-        assert (values["TCP_KEEPIDLE"], values["TCP_KEEPCNT"]) == (7, 5)
-        assert values["TCP_USER_TIMEOUT"] == 4000
+        assert_as_designed(connection, TCP_KEEPIDLE=7, TCP_KEEPCNT=5, TCP_USER_TIMEOUT=4000)
 
 
 def test_bad_environment_value_is_reported_as_a_warning() -> None:
     status, report, _ = check_json(KEEPALIVE_PATCH_IDLE="soon")
-    assert status == 0
+    assert status == STATUS
     assert report["settings"]["idle"] == {"value": 30, "source": "default"}
     assert any("KEEPALIVE_PATCH_IDLE='soon'" in message for message in report["warnings"])
 
@@ -107,21 +129,26 @@ def test_disabled_fails_and_says_why() -> None:
     assert report["disabled_by"] == "KEEPALIVE_PATCH_DISABLE"
     for connection in report["connections"]:
         assert not connection["ok"]
+        assert connection["retries"] == 0
         assert option_values(connection)["SO_KEEPALIVE"] == 0
     human = run_python(CHECK, clean_env(KEEPALIVE_PATCH_DISABLE="1"), check=False)
     assert human.returncode == 1
     assert "DISABLED by KEEPALIVE_PATCH_DISABLE" in human.stdout
-    assert "SO_KEEPALIVE=0 (expected 1)" in human.stdout
-    assert human.stdout.rstrip().endswith("(see above).")
+    if len(RETRIES_ONLY) < len(LIBS):
+        assert "SO_KEEPALIVE=0 (expected 1)" in human.stdout
+        assert human.stdout.rstrip().endswith("(see above).")
 
 
 def test_given_url_is_used_with_progress_on_stderr() -> None:
     with loopback_server() as url:
         status, report, stderr = check_json(url)
-    assert status == 0
+    assert status == STATUS
     assert report["target"] == url
-    assert [c["status"] for c in report["connections"]] == [204] * 4
-    assert f"connecting to {url} with httpx2 (async)" in stderr
+    assert [c["status"] for c in report["connections"]] == [204] * len(ALL_CONNECTIONS)
+    for connection in report["connections"]:
+        assert_as_designed(connection, SO_KEEPALIVE=1)
+    for lib, mode in ALL_CONNECTIONS:
+        assert f"connecting to {url} with {lib} ({mode})" in stderr
 
 
 def test_unreachable_url_fails_with_the_error() -> None:
@@ -136,6 +163,8 @@ def test_unreachable_url_fails_with_the_error() -> None:
 
 
 def test_human_report_names_everything() -> None:
+    if RETRIES_ONLY or len(LIBS) < 2:
+        pytest.skip("the OK report needs httpx >= 0.25 and httpx2 installed")
     result = run_python([*CHECK, "--interval", "4"], clean_env())
     text = result.stdout
     for expected in (
@@ -165,7 +194,9 @@ def test_only_installed_libraries_are_checked(
 ) -> None:
     monkeypatch.setitem(sys.modules, "httpx2", None)  # as if not installed
     out, err = io.StringIO(), io.StringIO()
-    assert check.run(None, {}, as_json=True, out=out, err=err) == 0
+    assert check.run(None, {}, as_json=True, out=out, err=err) == (
+        1 if "httpx" in RETRIES_ONLY else 0
+    )
     report = json.loads(out.getvalue())
     assert [c["library"] for c in report["connections"]] == ["httpx", "httpx"]
     assert keepalive_patch.is_applied()
@@ -184,5 +215,34 @@ def test_nothing_installed_is_a_failure(
 
 def test_flags_in_process_are_flag_sourced(restore_settings: None) -> None:
     out = io.StringIO()
-    assert check.run(None, {"retries": 2}, as_json=True, out=out, err=io.StringIO()) == 0
-    assert json.loads(out.getvalue())["settings"]["retries"] == {"value": 2, "source": "flag"}
+    assert check.run(None, {"retries": 2}, as_json=True, out=out, err=io.StringIO()) == STATUS
+    report = json.loads(out.getvalue())
+    assert report["settings"]["retries"] == {"value": 2, "source": "flag"}
+    for connection in report["connections"]:
+        assert_as_designed(connection, retries=2)
+
+
+def test_retries_only_library_fails_and_says_why() -> None:
+    """httpx < 0.25: the request works and gets the retry, but keepalive is not in force."""
+    if not RETRIES_ONLY:
+        pytest.skip("every installed library takes socket_options (httpx >= 0.25, httpx2)")
+    status, report, _ = check_json()
+    assert status == 1 and report["ok"] is False
+    for connection in report["connections"]:
+        assert_as_designed(connection)
+    assert any("injecting retries only" in message for message in report["warnings"])
+    human = run_python(CHECK, clean_env(), check=False)
+    assert human.returncode == 1
+    assert "OK:" not in human.stdout
+    for library, version in RETRIES_ONLY.items():
+        lines = [line for line in human.stdout.splitlines() if line.startswith(f"  {library} ")]
+        assert len(lines) == 2  # sync and async
+        for line in lines:
+            assert f"FAIL  {version} takes no socket_options (httpx < 0.25): retries only" in line
+            assert "(retries=1); SO_KEEPALIVE=0 " in line
+            assert "(expected" not in line  # nothing was expected of the socket
+        assert (
+            f"FAIL: keepalive is not in force for {version}: its transports take no "
+            "socket_options (httpx < 0.25), so only the connect retry is applied; "
+            "httpx >= 0.25 gets keepalive."
+        ) in human.stdout

@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import pytest
+from conftest import require_socket_options
 
 import keepalive_patch
 
@@ -84,7 +85,7 @@ def test_library_imported_before_the_shim_is_patched_at_once() -> None:
 
 
 def test_environment_settings_reach_the_live_socket() -> None:
-    pytest.importorskip("httpx")
+    require_socket_options(pytest.importorskip("httpx"))
     result = run_python(
         """
         import socket, threading, http.server, json

@@ -11,16 +11,25 @@ import types
 from typing import Any
 
 import pytest
-from conftest import expected, fetch, read_options
+from conftest import (
+    expected,
+    fetch,
+    kernel_defaults,
+    live_socket,
+    read_options,
+    takes_socket_options,
+)
 
 import keepalive_patch
-from keepalive_patch import patch
+from keepalive_patch import patch, proxies
 
 TCP = socket.IPPROTO_TCP
 
 
-def test_default_client_gets_keepalive(lib: types.ModuleType, mode: str, http_url: str) -> None:
-    [options] = fetch(lib, mode, http_url)
+def test_default_client_gets_keepalive(
+    keepalive_lib: types.ModuleType, mode: str, http_url: str
+) -> None:
+    [options] = fetch(keepalive_lib, mode, http_url)
     assert options == expected()
     assert options["SO_KEEPALIVE"] == 1
     assert options["TCP_KEEPIDLE"] == 30
@@ -29,14 +38,16 @@ def test_default_client_gets_keepalive(lib: types.ModuleType, mode: str, http_ur
     assert options["TCP_USER_TIMEOUT"] == 60_000
 
 
-def test_explicit_transport_gets_keepalive(lib: types.ModuleType, mode: str, http_url: str) -> None:
-    [options] = fetch(lib, mode, http_url, transport_kwargs={"http2": False})
+def test_explicit_transport_gets_keepalive(
+    keepalive_lib: types.ModuleType, mode: str, http_url: str
+) -> None:
+    [options] = fetch(keepalive_lib, mode, http_url, transport_kwargs={"http2": False})
     assert options == expected()
 
 
-def test_apply_overrides_reach_the_socket(lib: types.ModuleType, http_url: str) -> None:
+def test_apply_overrides_reach_the_socket(keepalive_lib: types.ModuleType, http_url: str) -> None:
     keepalive_patch.apply(idle=7, interval=2, count=4, user_timeout=9_000)
-    [options] = fetch(lib, "sync", http_url)
+    [options] = fetch(keepalive_lib, "sync", http_url)
     assert options == {
         "SO_KEEPALIVE": 1,
         "TCP_KEEPIDLE": 7,
@@ -54,44 +65,89 @@ def test_unpatched_socket_has_no_keepalive(lib: types.ModuleType, http_url: str)
     assert options["TCP_USER_TIMEOUT"] == 0
 
 
-def test_caller_keyword_options_win(lib: types.ModuleType, mode: str, http_url: str) -> None:
+def test_caller_keyword_options_win(
+    keepalive_lib: types.ModuleType, mode: str, http_url: str
+) -> None:
     mine = [(TCP, socket.TCP_KEEPIDLE, 77), (TCP, socket.TCP_NODELAY, 1)]
-    [options] = fetch(lib, mode, http_url, transport_kwargs={"socket_options": mine})
+    [options] = fetch(keepalive_lib, mode, http_url, transport_kwargs={"socket_options": mine})
     assert options == expected(TCP_KEEPIDLE=77)
 
 
-def test_caller_tuple_options_win(lib: types.ModuleType, http_url: str) -> None:
+def test_caller_tuple_options_win(keepalive_lib: types.ModuleType, http_url: str) -> None:
     mine = ((socket.SOL_SOCKET, socket.SO_KEEPALIVE, 0),)
-    [options] = fetch(lib, "sync", http_url, transport_kwargs={"socket_options": mine})
+    [options] = fetch(keepalive_lib, "sync", http_url, transport_kwargs={"socket_options": mine})
     assert options == expected(SO_KEEPALIVE=0)
 
 
 def test_generator_options_are_materialized_once(
-    lib: types.ModuleType, mode: str, http_url: str
+    keepalive_lib: types.ModuleType, mode: str, http_url: str
 ) -> None:
     """A one-shot generator would leave every connection after the first without options."""
     mine = (opt for opt in [(TCP, socket.TCP_KEEPCNT, 9)])
-    limits = lib.Limits(max_keepalive_connections=0)  # a new connection per request
+    limits = keepalive_lib.Limits(max_keepalive_connections=0)  # a new connection per request
     results = fetch(
-        lib, mode, http_url, transport_kwargs={"socket_options": mine, "limits": limits}, requests=2
+        keepalive_lib,
+        mode,
+        http_url,
+        transport_kwargs={"socket_options": mine, "limits": limits},
+        requests=2,
     )
     assert results == [expected(TCP_KEEPCNT=9)] * 2
 
 
+#: httpx 0.28's (and httpx2's) positional order; 0.27 and older put ``trust_env`` after ``limits``.
+ORDER_028 = [
+    "verify", "cert", "trust_env", "http1", "http2", "limits",
+    "proxy", "uds", "local_address", "retries", "socket_options",
+]  # fmt: skip
+
+
+def version_tuple(lib: types.ModuleType) -> tuple[int, ...]:
+    return tuple(int(part) for part in lib.__version__.split(".")[:2])
+
+
+def positional_call(lib: types.ModuleType, **given: Any) -> list[Any]:
+    """Arguments for ``lib.HTTPTransport`` given positionally, in the INSTALLED signature's order,
+    up to the last of ``given`` the signature has; the defaults fill the places before it."""
+    parameters = list(inspect.signature(patch.original_init(lib.HTTPTransport)).parameters.values())
+    parameters = parameters[1:]  # self
+    names = [p.name for p in parameters]
+    last = max(names.index(name) for name in given if name in names)
+    for parameter in parameters[: last + 1]:
+        assert parameter.kind is parameter.POSITIONAL_OR_KEYWORD, parameter
+    return [given.get(p.name, p.default) for p in parameters[: last + 1]]
+
+
+def test_installed_positional_order(lib: types.ModuleType) -> None:
+    """The order the positional tests below rely on is the one the wrapper binds against."""
+    names = list(inspect.signature(patch.original_init(lib.HTTPTransport)).parameters)[1:]
+    if lib.__name__ == "httpx2" or version_tuple(lib) >= (0, 28):
+        assert names[: len(ORDER_028)] == ORDER_028
+    else:
+        assert names.index("trust_env") > names.index("limits")
+
+
 def test_caller_positional_options_and_retries_win(lib: types.ModuleType, http_url: str) -> None:
-    """httpx 0.28 order: verify, cert, trust_env, http1, http2, limits, proxy, uds,
-    local_address, retries, socket_options."""
-    parameters = list(inspect.signature(patch.original_init(lib.HTTPTransport)).parameters)
-    positional = [True, None, True, True, False, lib.Limits(), None, None, None, 4]
-    positional.append([(TCP, socket.TCP_KEEPINTVL, 5)])
-    assert parameters[1:12] == [
-        "verify", "cert", "trust_env", "http1", "http2", "limits",
-        "proxy", "uds", "local_address", "retries", "socket_options",
-    ]  # fmt: skip
-    transport = lib.HTTPTransport(*positional)
-    assert transport._pool._retries == 4
+    """Positional arguments are bound against the installed signature (0.28 moved trust_env)."""
+    mine = [(TCP, socket.TCP_KEEPINTVL, 5)]
+    positional = positional_call(lib, retries=4, socket_options=mine)
+    assert lib.HTTPTransport(*positional)._pool._retries == 4
     [options] = fetch(lib, "sync", http_url, transport_args=tuple(positional))
-    assert options == expected(TCP_KEEPINTVL=5)
+    if takes_socket_options(lib):
+        assert positional[-1] is mine  # socket_options itself was passed positionally
+        assert options == expected(TCP_KEEPINTVL=5)
+    else:
+        assert options == kernel_defaults()
+
+
+def test_positional_arguments_before_retries_get_it_injected(
+    lib: types.ModuleType, http_url: str
+) -> None:
+    positional = positional_call(lib, local_address=None)  # everything up to retries
+    assert lib.HTTPTransport(*positional)._pool._retries == 1
+    assert lib.AsyncHTTPTransport(*positional)._pool._retries == 1
+    [options] = fetch(lib, "sync", http_url, transport_args=tuple(positional))
+    assert options == (expected() if takes_socket_options(lib) else kernel_defaults())
 
 
 def test_retries_injected_unless_given(lib: types.ModuleType) -> None:
@@ -115,7 +171,7 @@ def test_uds_gets_no_socket_options_but_answers(
 
     if mode == "sync":
         transport = lib.HTTPTransport(uds=uds_path)
-        assert transport._pool._socket_options is None
+        assert getattr(transport._pool, "_socket_options", None) is None  # none before 0.25
         assert transport._pool._retries == 1
         with lib.Client(transport=transport) as client:
             assert client.get("http://local/").text == "ok"
@@ -144,7 +200,12 @@ def test_env_proxy_mounts_are_patched(
         for transport in mounts:
             # The transport got the options and handed them to its proxy pool; whether that
             # pool uses them on the client->proxy socket is tests/test_proxies.py's business.
-            assert transport._pool._socket_options == keepalive_patch.socket_options()
+            if takes_socket_options(lib):
+                assert transport._pool._socket_options == keepalive_patch.socket_options()
+            else:  # httpx < 0.25: the retry reaches the proxy pool through our backend
+                backend = transport._pool._network_backend
+                assert isinstance(backend, proxies.KeepaliveBackend)
+                assert backend._retries == 1
 
 
 def test_subclass_calling_super_is_patched(lib: types.ModuleType, http_url: str) -> None:
@@ -157,11 +218,11 @@ def test_subclass_calling_super_is_patched(lib: types.ModuleType, http_url: str)
         pass
 
     for transport in (Custom("x"), Plain()):
+        assert transport._pool._retries == 1
         with lib.Client(transport=transport) as client:
             response = client.get(http_url)
-            from conftest import live_socket
-
-            assert read_options(live_socket(response)) == expected()
+            options = read_options(live_socket(response))
+            assert options == (expected() if takes_socket_options(lib) else kernel_defaults())
 
 
 def test_bad_arguments_raise_httpx_own_error(lib: types.ModuleType) -> None:
@@ -182,9 +243,10 @@ def test_internal_failure_falls_back_to_original(
     monkeypatch.setattr(patch, "current", broken)
     with caplog.at_level(logging.WARNING, logger="keepalive_patch"):
         first = lib.HTTPTransport(retries=2)
-        lib.HTTPTransport()
+        second = lib.HTTPTransport()
     assert first._pool._retries == 2
-    assert first._pool._socket_options is None
+    assert second._pool._retries == 0  # nothing of ours: the original, called as it was
+    assert getattr(second._pool, "_socket_options", None) is None
     failures = [r for r in caplog.records if "failed to prepare" in r.getMessage()]
     assert len(failures) == 1, "logged once, not per transport"
 
@@ -199,10 +261,12 @@ def test_remove_restores_exact_originals(lib: types.ModuleType, http_url: str) -
         assert cls.__dict__["__init__"] is original
         assert inspect.isfunction(original)
     [options] = fetch(lib, "sync", http_url)
-    assert options["SO_KEEPALIVE"] == 0
+    assert options == kernel_defaults()
+    assert lib.HTTPTransport()._pool._retries == 0
     keepalive_patch.apply()
     [options] = fetch(lib, "sync", http_url)
-    assert options == expected()
+    assert options == (expected() if takes_socket_options(lib) else kernel_defaults())
+    assert lib.HTTPTransport()._pool._retries == 1
 
 
 def test_remove_when_another_wrapper_sits_on_top(lib: types.ModuleType, http_url: str) -> None:
@@ -227,10 +291,13 @@ def test_remove_when_another_wrapper_sits_on_top(lib: types.ModuleType, http_url
 
 def test_apply_twice_wraps_once(lib: types.ModuleType) -> None:
     keepalive_patch.apply()
-    keepalive_patch.apply(idle=5)
+    keepalive_patch.apply(idle=5, retries=2)
     init = lib.HTTPTransport.__dict__["__init__"]
     assert inspect.isfunction(init.__wrapped__), "exactly one layer of wrapping"
-    assert lib.HTTPTransport()._pool._socket_options[1][2] == 5
+    pool = lib.HTTPTransport()._pool
+    assert pool._retries == 2  # the new settings are in force
+    if takes_socket_options(lib):
+        assert pool._socket_options[1][2] == 5
 
 
 def test_concurrent_apply_wraps_once(lib: types.ModuleType) -> None:
@@ -252,7 +319,7 @@ def test_concurrent_apply_wraps_once(lib: types.ModuleType) -> None:
 
 
 def test_probe_drops_rejected_option_end_to_end(
-    lib: types.ModuleType,
+    keepalive_lib: types.ModuleType,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     http_url: str,
@@ -269,9 +336,128 @@ def test_probe_drops_rejected_option_end_to_end(
     )
     with caplog.at_level(logging.WARNING, logger="keepalive_patch"):
         keepalive_patch.apply()
-        [live] = fetch(lib, "sync", http_url)
+        [live] = fetch(keepalive_lib, "sync", http_url)
     assert live["TCP_KEEPIDLE"] == 30
     assert any("TCP_KEEPIDLE=0" in r.getMessage() for r in caplog.records)
+
+
+# -- httpx < 0.25: no socket_options parameter, so retries only ------------------------------
+
+
+def test_retries_only_requests_work_and_carry_nothing_of_ours(
+    retries_only_lib: types.ModuleType, mode: str, http_url: str
+) -> None:
+    """Real requests succeed; their live sockets have exactly the kernel's defaults."""
+    assert fetch(retries_only_lib, mode, http_url, requests=2) == [kernel_defaults()] * 2
+    [options] = fetch(retries_only_lib, mode, http_url, transport_kwargs={"http2": False})
+    assert options == kernel_defaults()
+
+
+def test_retries_only_injects_retries_unless_given(retries_only_lib: types.ModuleType) -> None:
+    lib = retries_only_lib
+    assert lib.Client()._transport._pool._retries == 1
+    assert lib.AsyncClient()._transport._pool._retries == 1
+    assert lib.HTTPTransport(retries=0)._pool._retries == 0
+    assert lib.AsyncHTTPTransport(retries=3)._pool._retries == 3
+    keepalive_patch.apply(retries=2)
+    assert lib.HTTPTransport()._pool._retries == 2
+
+
+def test_retries_only_socket_options_argument_fails_as_in_httpx(
+    retries_only_lib: types.ModuleType,
+) -> None:
+    """A caller passing socket_options to httpx < 0.25 gets httpx's own TypeError, unchanged."""
+    mine = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    with pytest.raises(TypeError) as patched_error:
+        retries_only_lib.HTTPTransport(socket_options=mine)
+    keepalive_patch.remove()
+    with pytest.raises(TypeError) as original_error:
+        retries_only_lib.HTTPTransport(socket_options=mine)
+    assert str(patched_error.value) == str(original_error.value)
+
+
+def test_retries_only_note_is_logged_once(
+    retries_only_lib: types.ModuleType, caplog: pytest.LogCaptureFixture
+) -> None:
+    lib = retries_only_lib
+    keepalive_patch.remove()
+    with caplog.at_level(logging.DEBUG, logger="keepalive_patch"):
+        keepalive_patch.apply()
+        for _ in range(3):
+            lib.HTTPTransport()
+            lib.AsyncHTTPTransport()
+            lib.Client()
+        keepalive_patch.apply(idle=5)
+    notes = [r for r in caplog.records if "retries only" in r.getMessage()]
+    assert [(r.levelno, r.getMessage()) for r in notes] == [
+        (
+            logging.WARNING,
+            f"{lib.__name__} transports take no socket_options (httpx < 0.25); "
+            "injecting retries only",
+        )
+    ]
+
+
+RETRIES_ONLY_HOST = """
+import asyncio, http.server, json, logging, socket, sys, threading
+handler = logging.StreamHandler()  # everything keepalive-patch says, on stderr
+handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+logging.getLogger("keepalive_patch").addHandler(handler)
+logging.getLogger("keepalive_patch").setLevel(logging.DEBUG)
+import keepalive_patch
+import {lib} as lib
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *args): pass
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+url = "http://127.0.0.1:%d/" % server.server_address[1]
+
+def live(response):
+    sock = response.extensions["network_stream"].get_extra_info("socket")
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+
+async def main():
+    async with lib.AsyncClient() as client:
+        response = await client.get(url)
+        return [response.text, live(response), client._transport._pool._retries]
+
+with lib.Client() as client:
+    response = client.get(url)
+    sync = [response.text, live(response), client._transport._pool._retries]
+print(json.dumps([sync, asyncio.run(main())]))
+server.shutdown()
+server.server_close()
+"""
+
+
+def test_retries_only_host_with_warnings_as_errors(retries_only_lib: types.ModuleType) -> None:
+    """A fresh ``-X dev -W error`` host: requests work, retries=1, one note, nothing else."""
+    import json
+    import subprocess
+
+    code = RETRIES_ONLY_HOST.format(lib=retries_only_lib.__name__)
+    done = subprocess.run(
+        [sys.executable, "-X", "dev", "-W", "error", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [["ok", 0, 1], ["ok", 0, 1]]
+    ours = [line for line in done.stderr.splitlines() if line.startswith("keepalive_patch ")]
+    assert [line for line in ours if "retries only" in line] == [
+        f"keepalive_patch WARNING {retries_only_lib.__name__} transports take no socket_options "
+        "(httpx < 0.25); injecting retries only"
+    ]
+    others = [line for line in done.stderr.splitlines() if not line.startswith("keepalive_patch ")]
+    assert others == [], done.stderr
 
 
 class _Fake027:

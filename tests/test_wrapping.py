@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import wrapt
-from conftest import installed_libraries
+from conftest import installed_libraries, takes_socket_options
 
 import keepalive_patch
 from keepalive_patch import patch
@@ -80,6 +80,11 @@ def server() -> Iterator[str]:
         listener.close()
 
 
+def keepalive_when_patched(lib: Any) -> int:
+    """SO_KEEPALIVE a patched transport's connections carry: 0 on httpx < 0.25 (retries only)."""
+    return 1 if takes_socket_options(lib) else 0
+
+
 def live_keepalive(lib: Any, transport: Any, url: str) -> int:
     """SO_KEEPALIVE as read back from the live socket of a request made through ``transport``."""
     with lib.Client(transport=transport) as client:
@@ -97,10 +102,14 @@ def test_stub_until_first_transport_then_wrapt(
     stub = cls.__dict__["__init__"]
     assert not isinstance(stub, wrapt.FunctionWrapper)
     assert inspect.signature(stub) == inspect.signature(unpatched[cls])
-    assert live_keepalive(lib, lib.HTTPTransport(), server) == 1
+    first = lib.HTTPTransport()
+    assert first._pool._retries == 1
+    assert live_keepalive(lib, first, server) == keepalive_when_patched(lib)
     assert isinstance(cls.__dict__["__init__"], wrapt.FunctionWrapper)
     assert cls.__dict__["__init__"].__wrapped__ is unpatched[cls]
-    assert live_keepalive(lib, lib.HTTPTransport(), server) == 1  # through wrapt now
+    second = lib.HTTPTransport()  # through wrapt now
+    assert second._pool._retries == 1
+    assert live_keepalive(lib, second, server) == keepalive_when_patched(lib)
 
 
 @pytest.mark.parametrize("lib", LIBS, ids=lambda m: m.__name__)
@@ -123,15 +132,17 @@ def test_subclasses_calling_super_are_patched(
         order.reverse()
     for cls in order:
         transport = cls()
-        assert live_keepalive(lib, transport, server) == 1, cls
+        assert live_keepalive(lib, transport, server) == keepalive_when_patched(lib), cls
         assert transport._pool._retries == 1
     assert Custom().seen
 
 
 def test_caller_settings_still_win(unpatched: dict[type, Any], server: str) -> None:
     keepalive_patch.apply()
-    off = (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 0)
-    transport = httpx.HTTPTransport(retries=3, socket_options=[off])  # first one: via the stub
+    mine: dict[str, Any] = {"retries": 3}
+    if takes_socket_options(httpx):
+        mine["socket_options"] = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 0)]
+    transport = httpx.HTTPTransport(**mine)  # the first one: through the stub
     assert transport._pool._retries == 3
     assert live_keepalive(httpx, transport, server) == 0
 
@@ -157,12 +168,15 @@ def test_stub_wrapped_by_someone_else(unpatched: dict[type, Any], server: str) -
         return wrapped(*args, **kwargs)
 
     wrapt.wrap_function_wrapper(httpx.HTTPTransport, "__init__", outer)
-    assert live_keepalive(httpx, httpx.HTTPTransport(), server) == 1
+    transport = httpx.HTTPTransport()
+    assert transport._pool._retries == 1
+    assert live_keepalive(httpx, transport, server) == keepalive_when_patched(httpx)
     assert calls == [1]
     keepalive_patch.remove()  # ours is covered: it passes through from now on
     transport = httpx.HTTPTransport()
     assert calls == [1, 1]
-    assert transport._pool._socket_options is None
+    assert transport._pool._retries == 0
+    assert getattr(transport._pool, "_socket_options", None) is None
     httpx.HTTPTransport.__init__ = unpatched[httpx.HTTPTransport]
 
 
@@ -171,6 +185,7 @@ import json, sys, threading
 import keepalive_patch
 import {lib} as lib
 before = "wrapt" in sys.modules
+sockopts = {sockopts}  # httpx < 0.25: retries only
 barrier = threading.Barrier(8)
 made = []
 def build(cls):
@@ -184,17 +199,21 @@ import wrapt
 print(json.dumps({{
     "wrapt_before_first_transport": before,
     "made": len(made),
-    "patched": sum(bool(t._pool._socket_options) and t._pool._retries == 1 for t in made),
+    "patched": sum(
+        bool(getattr(t._pool, "_socket_options", None)) == sockopts and t._pool._retries == 1
+        for t in made
+    ),
     "wrapped": [isinstance(c.__dict__["__init__"], wrapt.FunctionWrapper)
                 for c in (lib.HTTPTransport, lib.AsyncHTTPTransport)],
 }}))
 """
 
 
-@pytest.mark.parametrize("lib", [lib.__name__ for lib in LIBS])
-def test_fresh_process_defers_wrapt_and_arms_concurrently(lib: str) -> None:
+@pytest.mark.parametrize("lib", LIBS, ids=lambda m: m.__name__)
+def test_fresh_process_defers_wrapt_and_arms_concurrently(lib: Any) -> None:
+    code = FRESH.format(lib=lib.__name__, sockopts=takes_socket_options(lib))
     done = subprocess.run(
-        [sys.executable, "-c", FRESH.format(lib=lib)],
+        [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         timeout=60,
@@ -214,7 +233,7 @@ def test_missing_wrapt_leaves_transports_unpatched() -> None:
         "import sys, keepalive_patch, httpx\n"
         "sys.modules['wrapt'] = None\n"  # import wrapt now raises ImportError
         "t = httpx.HTTPTransport(retries=0)\n"
-        "print(t._pool._socket_options, t._pool._retries)\n"
+        "print(getattr(t._pool, '_socket_options', None), t._pool._retries)\n"
     )
     done = subprocess.run(
         [sys.executable, "-W", "error", "-c", code],

@@ -1,8 +1,10 @@
 """An application that knows nothing of keepalive-patch: httpx and httpx2, sync and async.
 
-Each client makes one request to a loopback server started here; the options of the live
-connection are read with ``getsockopt`` and printed as JSON.  ``--child`` also runs this script
-in a child process and includes what the child saw.  ``--exit N`` exits with status N.
+It uses whichever of httpx and httpx2 is installed.  Each client makes one request to a loopback
+server started here; for each connection it prints, as JSON, the options read with ``getsockopt``
+from the live socket, whether the library's transports take ``socket_options`` at all (httpx <
+0.25 does not), and the connect retries of the client's transport pool.  ``--child`` also runs
+this script in a child process and includes what the child saw.  ``--exit N`` exits with N.
 """
 
 import sys
@@ -11,15 +13,20 @@ MODULES_AT_START = sorted(sys.modules)
 
 import asyncio  # noqa: E402
 import http.server  # noqa: E402
+import importlib  # noqa: E402
+import importlib.util  # noqa: E402
+import inspect  # noqa: E402
 import json  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import threading  # noqa: E402
 from typing import Any  # noqa: E402
 
-import httpx  # noqa: E402
-import httpx2  # noqa: E402
-
+MODULES = [
+    importlib.import_module(name)
+    for name in ("httpx", "httpx2")
+    if importlib.util.find_spec(name) is not None
+]
 NAMES = ("SO_KEEPALIVE", "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT", "TCP_USER_TIMEOUT")
 
 
@@ -45,17 +52,29 @@ def read_options(sock: "socket.socket") -> "dict[str, int]":
     return values
 
 
-def sync_request(module: Any, url: str) -> "dict[str, int]":
+def describe(module: Any, client: Any, response: Any) -> "dict[str, Any]":
+    """What one connection carries, and what the library and the client's pool were given."""
+    pool = getattr(getattr(client, "_transport", None), "_pool", None)
+    return {
+        "options": read_options(response.extensions["network_stream"].get_extra_info("socket")),
+        "takes_socket_options": "socket_options"
+        in inspect.signature(module.HTTPTransport.__init__).parameters,
+        "retries": getattr(pool, "_retries", None),
+        "version": module.__version__,
+    }
+
+
+def sync_request(module: Any, url: str) -> "dict[str, Any]":
     with module.Client(trust_env=False) as client, client.stream("GET", url) as response:
         response.read()
-        return read_options(response.extensions["network_stream"].get_extra_info("socket"))
+        return describe(module, client, response)
 
 
-async def async_request(module: Any, url: str) -> "dict[str, int]":
+async def async_request(module: Any, url: str) -> "dict[str, Any]":
     async with module.AsyncClient(trust_env=False) as client:  # noqa: SIM117 - Python 3.9
         async with client.stream("GET", url) as response:
             await response.aread()
-            return read_options(response.extensions["network_stream"].get_extra_info("socket"))
+            return describe(module, client, response)
 
 
 def main() -> None:
@@ -63,8 +82,8 @@ def main() -> None:
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/"
-    results: dict[str, dict[str, int]] = {}
-    for module in (httpx, httpx2):
+    results: dict[str, dict[str, Any]] = {}
+    for module in MODULES:
         results[module.__name__ + " sync"] = sync_request(module, url)
         results[module.__name__ + " async"] = asyncio.run(async_request(module, url))
     server.shutdown()
