@@ -43,6 +43,12 @@ def main(argv: "Sequence[str] | None" = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (``keepalive-patch check --json | head``): stop quietly, and keep
+        # the interpreter's final flush of stdout from raising again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
 
 
 def _main(argv: "Sequence[str] | None") -> int:

@@ -246,3 +246,18 @@ def test_pth_directory_is_this_environments_site_packages() -> None:
 def test_console_script_exists() -> None:
     assert SCRIPT.exists(), "pip install -e '.[test]' installs the keepalive-patch script"
     assert subprocess.run([str(SCRIPT), "--help"], capture_output=True, check=False).returncode == 0
+
+
+def test_closed_output_pipe_is_quiet() -> None:
+    """``keepalive-patch check --json | head``: no BrokenPipeError traceback."""
+    check = subprocess.Popen(
+        [sys.executable, "-m", "keepalive_patch", "check", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_env(),
+    )
+    assert check.stdout is not None and check.stderr is not None
+    check.stdout.close()  # the reader is gone before the report is written
+    check.wait(timeout=60)
+    assert b"Traceback" not in check.stderr.read()
+    check.stderr.close()
