@@ -304,8 +304,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, help="interpreter starts per measurement")
     parser.add_argument("--no-e2e", action="store_true", help="skip the dead-peer measurement")
     args = parser.parse_args()
-    starts = args.repeat or (10 if args.quick else 30)
-    processes = 3 if args.quick else 5
+    starts = args.repeat or (10 if args.quick else 100)
+    processes = 3 if args.quick else 9
     ops = 50 if args.quick else 300  # requests per process
     builds = 20 if args.quick else 60  # HTTPTransport() per process (~20 ms each: SSL context)
 
