@@ -14,6 +14,7 @@ from keepalive_patch._log import log_once
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import inspect
+    from types import ModuleType
     from typing import Any, Callable
 
 WARNING = 30
@@ -67,6 +68,22 @@ def _wrapper_for(plan: InitPlan) -> "Callable[..., None]":
         return plan.call(wrapped, bound)
 
     return keepalive_init
+
+
+def class_to_patch(module: "ModuleType", class_name: str, unpatched: str) -> "type | None":
+    """``module.class_name`` if it is a class with its own ``__init__``; else say so once."""
+    cls = getattr(module, class_name, None)
+    if isinstance(cls, type) and "__init__" in cls.__dict__:
+        return cls
+    log_once(
+        f"missing:{module.__name__}.{class_name}",
+        WARNING,
+        "%s.%s not found; %s",
+        module.__name__,
+        class_name,
+        unpatched,
+    )
+    return None
 
 
 class InitPatcher:

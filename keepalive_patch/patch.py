@@ -10,7 +10,7 @@ import os
 
 from keepalive_patch import config
 from keepalive_patch._log import log_once
-from keepalive_patch._wrapping import InitPatcher, InitPlan
+from keepalive_patch._wrapping import InitPatcher, InitPlan, class_to_patch
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -134,15 +134,8 @@ def patch_module(module: "ModuleType") -> None:
 
     library = module.__name__
     for class_name in TRANSPORT_CLASSES:
-        cls = getattr(module, class_name, None)
-        if not isinstance(cls, type) or "__init__" not in cls.__dict__:
-            log_once(
-                f"missing:{library}.{class_name}",
-                WARNING,
-                "%s.%s not found; not patched",
-                library,
-                class_name,
-            )
+        cls = class_to_patch(module, class_name, "not patched")
+        if cls is None:
             continue
         _patcher.patch(cls, functools.partial(_TransportPlan, label=f"{library}.{class_name}"))
     log_once("patched:" + library, INFO, "keepalive-patch applied to %s", library)

@@ -12,9 +12,11 @@ options into each ``connect_tcp`` and retries a failed connect the way httpcore'
 Runs only after httpcore / httpcore2 has been imported; nothing heavy is imported at module level.
 """
 
+import itertools
+
 from keepalive_patch import patch
 from keepalive_patch._log import log_once
-from keepalive_patch._wrapping import InitPatcher, InitPlan
+from keepalive_patch._wrapping import InitPatcher, InitPlan, class_to_patch
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -72,18 +74,34 @@ class KeepaliveBackend:
         socket_options: "Any" = None,
         **extra: "Any",
     ) -> "Any":
-        kwargs = _connect_kwargs(timeout, local_address, socket_options, self._socket_options)
-        kwargs.update(extra)
-        delays = backoff_delays()
-        retries_left = self._retries
+        kwargs = self._connect_kwargs(timeout, local_address, socket_options, extra)
+        delays = self._retry_delays()
         while True:
             try:
                 return self._inner.connect_tcp(host, port, **kwargs)
             except self._retry_on:
-                if retries_left <= 0:
+                delay = next(delays, None)
+                if delay is None:
                     raise
-                retries_left -= 1
-                self._inner.sleep(next(delays))
+                self._inner.sleep(delay)
+
+    def _connect_kwargs(
+        self,
+        timeout: "float | None",
+        local_address: "str | None",
+        given: "Any",
+        extra: "dict[str, Any]",
+    ) -> "dict[str, Any]":
+        """``connect_tcp`` keywords; options httpcore passed itself win per (level, optname)."""
+        kwargs: dict[str, Any] = {"timeout": timeout, "local_address": local_address, **extra}
+        ours = self._socket_options
+        if given is not None or ours:  # httpcore 0.16 backends take no socket_options at all
+            kwargs["socket_options"] = patch.merge_options(given, ours) if ours else given
+        return kwargs
+
+    def _retry_delays(self) -> "Iterator[float]":
+        """The pause before each retry this connect may still make."""
+        return itertools.islice(backoff_delays(), self._retries)
 
     def __getattr__(self, name: str) -> "Any":  # connect_unix_socket, sleep, anything newer
         if name == "_inner":  # not set yet (copy, pickle): no recursion
@@ -103,28 +121,16 @@ class AsyncKeepaliveBackend(KeepaliveBackend):
         socket_options: "Any" = None,
         **extra: "Any",
     ) -> "Any":
-        kwargs = _connect_kwargs(timeout, local_address, socket_options, self._socket_options)
-        kwargs.update(extra)
-        delays = backoff_delays()
-        retries_left = self._retries
+        kwargs = self._connect_kwargs(timeout, local_address, socket_options, extra)
+        delays = self._retry_delays()
         while True:
             try:
                 return await self._inner.connect_tcp(host, port, **kwargs)
             except self._retry_on:
-                if retries_left <= 0:
+                delay = next(delays, None)
+                if delay is None:
                     raise
-                retries_left -= 1
-                await self._inner.sleep(next(delays))
-
-
-def _connect_kwargs(
-    timeout: "float | None", local_address: "str | None", given: "Any", ours: "list[Any]"
-) -> "dict[str, Any]":
-    """``connect_tcp`` keywords; options httpcore passed itself win per (level, optname)."""
-    kwargs: dict[str, Any] = {"timeout": timeout, "local_address": local_address}
-    if given is not None or ours:  # httpcore 0.16 backends take no socket_options at all
-        kwargs["socket_options"] = patch.merge_options(given, ours) if ours else given
-    return kwargs
+                await self._inner.sleep(delay)
 
 
 class _ProxyPlan(InitPlan):
@@ -229,15 +235,8 @@ def patch_module(module: "ModuleType") -> None:
 
     library = module.__name__
     for class_name, is_async in PROXY_CLASSES.items():
-        cls = getattr(module, class_name, None)
-        if not isinstance(cls, type) or "__init__" not in cls.__dict__:
-            log_once(
-                f"missing:{library}.{class_name}",
-                WARNING,
-                "%s.%s not found; its proxy connections are not patched",
-                library,
-                class_name,
-            )
+        cls = class_to_patch(module, class_name, "its proxy connections are not patched")
+        if cls is None:
             continue
 
         plan_for = functools.partial(
