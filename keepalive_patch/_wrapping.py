@@ -23,12 +23,25 @@ WARNING = 30
 class InitPlan:
     """How to rewrite the arguments of one class's ``__init__``; subclasses say how."""
 
-    #: For log messages: ``httpx.HTTPTransport`` and the like.
-    label = ""
+    def __init__(self, init: "Callable[..., None]", label: str) -> None:
+        import inspect
 
-    def __init__(self) -> None:
+        #: The original ``__init__``'s own signature, less ``self``: arguments are bound, never
+        #: guessed (httpx changed its positional order between releases).
+        self.signature = inspect.Signature(list(inspect.signature(init).parameters.values())[1:])
+        #: For log messages: ``httpx.HTTPTransport`` and the like.
+        self.label = label
         #: False once removed: a wrapper someone else still holds then passes straight through.
         self.active = True
+
+    def bind(
+        self, args: "tuple[Any, ...]", kwargs: "dict[str, Any]"
+    ) -> "inspect.BoundArguments | None":
+        """The call's arguments by name; ``None`` if they do not fit (the library raises then)."""
+        try:
+            return self.signature.bind(*args, **kwargs)
+        except TypeError:
+            return None
 
     def rewrite(
         self, args: "tuple[Any, ...]", kwargs: "dict[str, Any]"

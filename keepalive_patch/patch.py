@@ -60,19 +60,15 @@ class _TransportPlan(InitPlan):
     """How to add our arguments to one ``__init__``, learnt from its signature (never guessed)."""
 
     def __init__(self, init: "Callable[..., None]", label: str) -> None:
-        import inspect
-
-        super().__init__()
-        parameters = list(inspect.signature(init).parameters.values())[1:]  # drop ``self``
-        self.signature = inspect.Signature(parameters)
-        self.names = {p.name for p in parameters}
-        self.label = label
+        super().__init__(init, label)
+        self.names = set(self.signature.parameters)
         if "socket_options" not in self.names:
+            library = label.rpartition(".")[0]
             log_once(
-                "nosockopts:" + label.rpartition(".")[0],
+                "nosockopts:" + library,
                 WARNING,
                 "%s transports take no socket_options (httpx < 0.25); injecting retries only",
-                label.rpartition(".")[0],
+                library,
             )
 
     def rewrite(
@@ -82,9 +78,8 @@ class _TransportPlan(InitPlan):
 
         ``None`` when the arguments do not fit the signature: httpx should raise its own error.
         """
-        try:
-            bound = self.signature.bind(*args, **kwargs)
-        except TypeError:
+        bound = self.bind(args, kwargs)
+        if bound is None:
             return None
         arguments = bound.arguments
         settings, probed = current()

@@ -139,12 +139,7 @@ class _ProxyPlan(InitPlan):
     def __init__(
         self, init: "Callable[..., None]", module: "ModuleType", name: str, is_async: bool
     ) -> None:
-        import inspect
-
-        super().__init__()
-        parameters = list(inspect.signature(init).parameters.values())[1:]  # drop ``self``
-        self.signature = inspect.Signature(parameters)
-        self.label = f"{module.__name__}.{name}"
+        super().__init__(init, f"{module.__name__}.{name}")
         self.is_async = is_async
         self.make_default = _default_backend(module, is_async)
         self.retry_on = tuple(
@@ -161,9 +156,8 @@ class _ProxyPlan(InitPlan):
         self, args: "tuple[Any, ...]", kwargs: "dict[str, Any]"
     ) -> "inspect.BoundArguments | None":
         """The pool's arguments with our backend added; ``None`` to leave the call untouched."""
-        try:
-            bound = self.signature.bind(*args, **kwargs)
-        except TypeError:
+        bound = self.bind(args, kwargs)
+        if bound is None:
             return None  # httpcore raises its own error
         arguments = bound.arguments
         if arguments.get("network_backend") is not None:
@@ -177,7 +171,8 @@ class _ProxyPlan(InitPlan):
                 arguments["socket_options"] = materialized
             options = materialized
         options = list(options or [])
-        retries = source.get("retries") or 0
+        retries = source.get("retries")
+        retries = retries if isinstance(retries, int) and retries > 0 else 0
         if options and not self.takes_options:
             log_once(
                 "proxy-nosockopts:" + self.label,
@@ -186,11 +181,11 @@ class _ProxyPlan(InitPlan):
                 self.label,
             )
             options = []
-        if not options and not (isinstance(retries, int) and retries > 0):
+        if not options and not retries:
             return None
         backend_class = AsyncKeepaliveBackend if self.is_async else KeepaliveBackend
         arguments["network_backend"] = backend_class(
-            self.make_default(), options, retries if isinstance(retries, int) else 0, self.retry_on
+            self.make_default(), options, retries, self.retry_on
         )
         return bound
 
