@@ -1,29 +1,31 @@
-"""keepalive-patch: TCP keepalive and one connect retry for every httpx / httpx2 transport.
+"""keepalive-patch: TCP keepalive and one connect retry for every HTTP client of a process.
 
-``import keepalive_patch`` is enough: from then on every ``HTTPTransport`` and
-``AsyncHTTPTransport`` the process builds gets keepalive socket options and ``retries=1``
-unless the caller set them, and so do the connections its proxy pools open to the proxy.
-At interpreter start only this module and ``hooks`` are loaded; the rest, and wrapt, follow
-httpx / httpcore into the process.
+``import keepalive_patch`` is enough: from then on every transport, connection pool and connector
+of the libraries in ``integrations.WATCHED`` gets keepalive socket options (and httpx transports
+``retries=1``) unless the caller set them.  At interpreter start only this module, ``_hooks``
+and the registry ``integrations`` are loaded; the rest, and wrapt, follow the HTTP libraries
+into the process.
 """
 
 import os
 
-from keepalive_patch import hooks
+from keepalive_patch import _hooks, integrations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from types import ModuleType
+    from collections.abc import Iterable
     from typing import Any
 
     from keepalive_patch.config import Settings
+    from keepalive_patch.sockopts import SocketOption
 
 __all__ = ["Settings", "__version__", "apply", "is_applied", "remove", "settings", "socket_options"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-#: ``config.DISABLE_VAR``, spelled out here so that an ordinary start never loads ``config``:
-#: every module on the start-up path costs ~0.1 ms of a ~10 ms interpreter start.
+#: ``config.DISABLE_VAR`` and ``config.ENABLED_WORDS``, spelled out here so that an ordinary
+#: start never loads ``config``: every module on the start-up path costs ~0.1 ms.
 _DISABLE_VAR = "KEEPALIVE_PATCH_DISABLE"
+_ENABLED_WORDS = ("", "0", "false", "no", "off")
 
 
 def __getattr__(name: str) -> "Any":
@@ -42,80 +44,67 @@ def apply(
     count: "int | None" = None,
     retries: "int | None" = None,
     user_timeout: "int | None" = None,
+    replay: "bool | None" = None,
+    skip: "Iterable[str] | None" = None,
 ) -> bool:
-    """Patch httpx and httpx2 transports, now or when imported; returns False if disabled.
+    """Patch every watched HTTP library, now or when imported; returns False if disabled.
 
-    Arguments override the ``KEEPALIVE_PATCH_*`` environment (seconds; ``user_timeout`` in ms,
-    0 turns it off; ``retries=0`` leaves retries alone).  Calling again changes the settings for
-    transports made afterwards; the classes are still wrapped only once.
+    Arguments override the ``KEEPALIVE_PATCH_*`` environment (see ``config.TABLE``) and raise
+    ``ValueError`` when out of bounds.  Calling again changes the settings for clients made
+    afterwards; the classes are still wrapped only once.
     """
-    overrides = {
+    from keepalive_patch import config
+
+    explicit = {
         "idle": idle,
         "interval": interval,
         "count": count,
         "retries": retries,
         "user_timeout": user_timeout,
+        "replay": replay,
+        "skip": skip,
     }
-    from keepalive_patch import config
-
-    for name, value in overrides.items():
-        if value is not None:
-            config.check_value(name, value)
+    config.set_explicit(explicit)
     if _disabled():
         return False
-    config.configure(overrides)
-    hooks.install(_patch_imported)
+    if skip is not None:
+        integrations.unpatch_all()  # patched again below, but for what is skipped now
+    _hooks.install(integrations.patch_imported, integrations.watched_modules())
     return True
 
 
 def _disabled() -> bool:
-    if _DISABLE_VAR not in os.environ:
-        return False
-    from keepalive_patch import config
-
-    return config.is_disabled(os.environ)
-
-
-def _patch_imported(module: "ModuleType") -> None:
-    """httpx / httpx2: wrap the transports; httpcore / httpcore2: wrap the proxy pools."""
-    if module.__name__ in hooks.CORE_TARGETS:
-        from keepalive_patch import proxies
-
-        proxies.patch_module(module)
-    else:
-        from keepalive_patch import patch
-
-        patch.patch_module(module)
+    """``KEEPALIVE_PATCH_DISABLE``, failing closed (``config.disabled`` says why)."""
+    return os.environ.get(_DISABLE_VAR, "").strip().lower() not in _ENABLED_WORDS
 
 
 def remove() -> None:
-    """Undo ``apply()``: restore the original ``__init__`` objects and stop watching imports."""
-    from keepalive_patch import config, patch, proxies
+    """Undo ``apply()``: restore the original methods and stop watching imports."""
+    from keepalive_patch import config
 
-    hooks.uninstall()
-    patch.unpatch_all()
-    proxies.unpatch_all()
-    config.configure({})
+    _hooks.uninstall()
+    integrations.unpatch_all()
+    config.set_explicit({})
 
 
 def is_applied() -> bool:
     """True between ``apply()`` (or ``import keepalive_patch``) and ``remove()``."""
-    return hooks.is_installed()
+    return _hooks.is_installed()
 
 
 def settings() -> "Settings":
     """The settings in force: defaults, then environment, then ``apply()`` arguments."""
-    from keepalive_patch import patch
+    from keepalive_patch import sockopts
 
-    return patch.current()[0]
+    return sockopts.in_force().settings
 
 
-def socket_options() -> "list[tuple[int, int, int]]":
+def socket_options() -> "list[SocketOption]":
     """The keepalive options this host accepts, as ``(level, optname, value)`` triples."""
-    from keepalive_patch import patch
+    from keepalive_patch import sockopts
 
-    return list(patch.current()[1].accepted)
+    return list(sockopts.in_force().options)
 
 
 if not _disabled():
-    hooks.install(_patch_imported)
+    _hooks.install(integrations.patch_imported, integrations.watched_modules())

@@ -1,22 +1,28 @@
 """The ``keepalive_patch`` logger, created on first use so that idle imports stay free.
 
 ``logging`` costs milliseconds to import; the hook runs at interpreter start, so nothing here
-touches it until the shim actually has something to say.
+touches it until the shim actually has something to say.  The level names below are
+``logging``'s own numbers, spelled out so that callers need not import ``logging`` to say them.
 """
 
-import _thread
+from __future__ import annotations
 
-TYPE_CHECKING = False
+import _thread
+from typing import TYPE_CHECKING
+
 if TYPE_CHECKING:
     import logging
 
 LOGGER_NAME = "keepalive_patch"
+WARNING = 30
+INFO = 20
+DEBUG = 10
 
-_said: "set[str]" = set()
+_said: set[str] = set()
 _lock = _thread.allocate_lock()
 
 
-def logger() -> "logging.Logger":
+def logger() -> logging.Logger:
     """Return the package logger, with a NullHandler so nothing reaches stderr by default."""
     import logging
 
@@ -36,6 +42,6 @@ def log_once(key: str, level: int, msg: str, *args: object, exc_info: bool = Fal
 
 
 def forget() -> None:
-    """Let every message be logged again (tests, and after ``remove()``)."""
+    """Let every message be logged again: ``check`` does, so that its report shows them all."""
     with _lock:
         _said.clear()

@@ -1,72 +1,122 @@
-"""Wrap a class's ``__init__`` with wrapt — once, reversibly, and without importing wrapt early.
+"""Wrap a class's method with wrapt — once, reversibly, and without importing wrapt early.
 
-Both the httpx transports (``patch``) and the httpcore proxy pools (``proxies``) are patched the
-same way; only the *plan*, which rewrites one call's arguments, differs.  Importing wrapt 2.x costs
-~20-25 ms (its package imports ``asyncio`` and ``importlib.metadata``), so a class is first given a
-tiny arming stub; its first construction imports wrapt and puts the wrapt wrapper in the stub's
-place.  A process that imports httpx without building a client never pays for wrapt.
+Every integration patches the same way: it hands ``Patcher.wrap`` a class, the name of a method
+(mostly ``__init__``) and a factory that, given the original, returns a wrapt-style wrapper.
+Importing wrapt 2.x costs ~20-25 ms (its package imports ``asyncio`` and ``importlib.metadata``),
+so the class is first given a tiny arming stub; the first call imports wrapt and puts the wrapt
+wrapper in the stub's place.  A process that imports httpx without building a client never pays
+for wrapt.
+
+Rewriting an ``__init__``'s arguments is the common case: ``InitPlan`` binds the caller's
+arguments against the installed signature (never guessed: httpx changed its positional order
+between releases) and ``init_wrapper`` makes the wrapper that applies a plan.
 """
 
+from __future__ import annotations
+
 import _thread
+import inspect
+from typing import TYPE_CHECKING, Any, Callable
 
-from keepalive_patch._log import log_once
+from keepalive_patch._log import WARNING, log_once
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import inspect
     from types import ModuleType
-    from typing import Any, Callable
 
-WARNING = 30
+#: A wrapt wrapper function: ``(wrapped, instance, args, kwargs) -> result``.
+Wrapper = Callable[[Callable[..., Any], Any, "tuple[Any, ...]", "dict[str, Any]"], Any]
+
+
+class KeywordCall:
+    """A call made with keywords only, the way ``Client()`` builds its transports.
+
+    Quacks like ``inspect.BoundArguments`` for what plans use: ``arguments`` by name, and the
+    ``args`` / ``kwargs`` to call with.  Binding such a call with ``Signature.bind`` costs more
+    than the rest of a cheap constructor (a transport with a shared SSL context), so plans skip it.
+    """
+
+    __slots__ = ("arguments",)
+    args: tuple[Any, ...] = ()
+
+    def __init__(self, arguments: dict[str, Any]) -> None:
+        self.arguments = arguments
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return self.arguments
 
 
 class InitPlan:
     """How to rewrite the arguments of one class's ``__init__``; subclasses say how."""
 
-    def __init__(self, init: "Callable[..., None]", label: str) -> None:
-        import inspect
-
-        #: The original ``__init__``'s own signature, less ``self``: arguments are bound, never
-        #: guessed (httpx changed its positional order between releases).
+    def __init__(self, init: Callable[..., None], label: str) -> None:
+        #: The original ``__init__``'s own signature, less ``self``.
         self.signature = inspect.Signature(list(inspect.signature(init).parameters.values())[1:])
         #: For log messages: ``httpx.HTTPTransport`` and the like.
         self.label = label
-        #: False once removed: a wrapper someone else still holds then passes straight through.
-        self.active = True
+        by_keyword = [
+            parameter
+            for parameter in self.signature.parameters.values()
+            if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+        ]
+        self._keywords = frozenset(parameter.name for parameter in by_keyword)
+        self._required = frozenset(
+            parameter.name for parameter in by_keyword if parameter.default is parameter.empty
+        )
 
     def bind(
-        self, args: "tuple[Any, ...]", kwargs: "dict[str, Any]"
-    ) -> "inspect.BoundArguments | None":
-        """The call's arguments by name; ``None`` if they do not fit (the library raises then)."""
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> inspect.BoundArguments | KeywordCall | None:
+        """The call's arguments by name; ``None`` if they do not fit (the library raises then).
+
+        A keyword-only call naming only known parameters, required ones included, binds to
+        itself; anything else goes through ``Signature.bind``.
+        """
+        if not args and self._required <= kwargs.keys() <= self._keywords:
+            return KeywordCall(dict(kwargs))
         try:
             return self.signature.bind(*args, **kwargs)
         except TypeError:
             return None
 
     def rewrite(
-        self, args: "tuple[Any, ...]", kwargs: "dict[str, Any]"
-    ) -> "inspect.BoundArguments | None":
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> inspect.BoundArguments | KeywordCall | None:
         """The call's arguments with ours added, or ``None`` to leave the call untouched."""
         raise NotImplementedError
 
-    def call(self, wrapped: "Callable[..., None]", bound: "inspect.BoundArguments") -> None:
+    def call(
+        self, wrapped: Callable[..., None], bound: inspect.BoundArguments | KeywordCall
+    ) -> None:
         """Call the original with the rewritten arguments."""
         wrapped(*bound.args, **bound.kwargs)
 
 
-def _wrapper_for(plan: InitPlan) -> "Callable[..., None]":
-    """The wrapt wrapper function: any failure of ours calls the original exactly as called."""
+class CallerError(Exception):
+    """Raised by a plan when reading the caller's own arguments failed: theirs to see.
+
+    A ``socket_options`` generator that raises must reach its caller as without the shim; a
+    plan cannot just fall back to the original call then, because the generator is spent.
+    """
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def init_wrapper(plan: InitPlan) -> Wrapper:
+    """The wrapper that applies ``plan``: any failure of ours calls the original as called."""
 
     def keepalive_init(
-        wrapped: "Callable[..., None]",
+        wrapped: Callable[..., None],
         instance: object,
-        args: "tuple[Any, ...]",
-        kwargs: "dict[str, Any]",
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> None:
-        if not plan.active:
-            return wrapped(*args, **kwargs)
         try:
             bound = plan.rewrite(args, kwargs)
+        except CallerError as caller_error:
+            raise caller_error.error from None
         except Exception:
             log_once(
                 "error:" + plan.label,
@@ -83,7 +133,7 @@ def _wrapper_for(plan: InitPlan) -> "Callable[..., None]":
     return keepalive_init
 
 
-def class_to_patch(module: "ModuleType", class_name: str, unpatched: str) -> "type | None":
+def class_to_patch(module: ModuleType, class_name: str, unpatched: str) -> type | None:
     """``module.class_name`` if it is a class with its own ``__init__``; else say so once."""
     cls = getattr(module, class_name, None)
     if isinstance(cls, type) and "__init__" in cls.__dict__:
@@ -99,44 +149,64 @@ def class_to_patch(module: "ModuleType", class_name: str, unpatched: str) -> "ty
     return None
 
 
-class InitPatcher:
-    """Puts plans on classes' ``__init__``, each class once, and can take them all off again."""
+class _Entry:
+    """One wrapped method: the original, what stands in its place now, and the wrapper."""
+
+    __slots__ = ("active", "original", "replacement", "wrapper")
+
+    def __init__(self, original: Any, replacement: Any, wrapper: Wrapper) -> None:
+        self.original = original
+        self.replacement = replacement
+        self.wrapper = wrapper
+        #: False once removed: a wrapper someone else still holds then passes straight through.
+        self.active = True
+
+
+class Patcher:
+    """Wraps methods of classes, each (class, method) once, and can take them all off again."""
 
     def __init__(self) -> None:
         self._lock = _thread.RLock()
-        #: class -> [its own original ``__init__``, what stands in its place now, the plan]
-        self._patched: dict[type, list[Any]] = {}
+        self._entries: dict[tuple[type, str], _Entry] = {}
 
-    def patch(self, cls: type, plan_for: "Callable[[Any], InitPlan | None]") -> None:
-        """Arm ``cls`` with ``plan_for(original __init__)``; a ``None`` plan leaves it alone."""
+    def wrap(
+        self, cls: type, attribute: str, make_wrapper: Callable[[Any], Wrapper | None]
+    ) -> None:
+        """Arm ``cls.attribute`` with ``make_wrapper(original)``; ``None`` leaves it alone.
+
+        Only a method defined on ``cls`` itself is wrapped: subclasses inherit the wrapper.
+        """
         with self._lock:
-            original = cls.__dict__.get("__init__")
-            if cls in self._patched or original is None:
+            original = cls.__dict__.get(attribute)
+            if (cls, attribute) in self._entries or original is None:
                 return
-            plan = plan_for(original)
-            if plan is not None:
-                stub = self._arming_stub(cls, original, plan)
-                cls.__init__ = stub  # type: ignore[misc]
-                self._patched[cls] = [original, stub, plan]
+            wrapper = make_wrapper(original)
+            if wrapper is not None:
+                entry = _Entry(original, None, wrapper)
+                entry.replacement = self._arming_stub(cls, attribute, entry)
+                setattr(cls, attribute, entry.replacement)
+                self._entries[cls, attribute] = entry
 
-    def _arming_stub(self, cls: type, original: "Any", plan: InitPlan) -> "Callable[..., None]":
-        """A stand-in ``__init__`` that wraps ``cls`` with wrapt on first use, then defers to it."""
+    def _arming_stub(self, cls: type, attribute: str, entry: _Entry) -> Callable[..., Any]:
+        """A stand-in that wraps ``cls.attribute`` with wrapt on first use, then defers to it."""
         import functools
 
+        original = entry.original
         armed: list[Any] = []  # the wrapt wrapper, once made
 
-        def stub(self_: object, *args: "Any", **kwargs: "Any") -> None:
-            wrapper = (armed[0] if armed else self._arm(cls, stub, armed)) if plan.active else None
-            if wrapper is None:
-                return original(self_, *args, **kwargs)  # type: ignore[no-any-return]
-            # Bind as attribute access on the instance would, so wrapt sees ``instance``.
-            return wrapper.__get__(self_, type(self_))(*args, **kwargs)  # type: ignore[no-any-return]
+        def stub(self_: object, *args: Any, **kwargs: Any) -> Any:
+            if entry.active:
+                wrapper = armed[0] if armed else self._arm(cls, attribute, entry, stub, armed)
+                if wrapper is not None:
+                    # Bind as attribute access on the instance would, so wrapt sees ``instance``.
+                    return wrapper.__get__(self_, type(self_))(*args, **kwargs)
+            return original(self_, *args, **kwargs)
 
         functools.update_wrapper(stub, original)  # name, doc, and __wrapped__ for inspect
         return stub
 
-    def _arm(self, cls: type, stub: "Any", armed: "list[Any]") -> "Any":
-        """Make the wrapt wrapper for ``cls`` and put it where ``stub`` is; ``None`` if we can't."""
+    def _arm(self, cls: type, attribute: str, entry: _Entry, stub: Any, armed: list[Any]) -> Any:
+        """Make the wrapt wrapper and put it where ``stub`` is; ``None`` if we can't."""
         try:
             import wrapt
         except Exception:
@@ -149,38 +219,51 @@ class InitPatcher:
             )
             return None
         with self._lock:
-            entry = self._patched.get(cls)
-            if not armed and entry is not None:
-                original, _, plan = entry
-                armed.append(wrapt.FunctionWrapper(original, _wrapper_for(plan)))
-                if cls.__dict__.get("__init__") is stub:
-                    cls.__init__ = armed[0]  # type: ignore[misc]
-                    entry[1] = armed[0]
+            if not armed and entry.active:
+                armed.append(wrapt.FunctionWrapper(entry.original, _guarded(entry)))
+                if cls.__dict__.get(attribute) is stub:
+                    setattr(cls, attribute, armed[0])
+                    entry.replacement = armed[0]
                 # Otherwise someone wrapped our stub: it stays in their chain and delegates.
             return armed[0] if armed else None  # nothing armed: removed meanwhile
 
-    def unpatch_all(self) -> None:
-        """Restore the exact original ``__init__`` objects; disarm ours where another wraps it."""
+    def unwrap_all(self) -> None:
+        """Restore the exact originals; disarm ours where another wrapper covers it."""
         with self._lock:
-            for cls, (original, replacement, plan) in list(self._patched.items()):
-                plan.active = False
-                if cls.__dict__.get("__init__") is replacement:
-                    cls.__init__ = original  # type: ignore[misc]
+            for (cls, attribute), entry in list(self._entries.items()):
+                entry.active = False
+                if cls.__dict__.get(attribute) is entry.replacement:
+                    setattr(cls, attribute, entry.original)
                 else:
                     log_once(
-                        f"covered:{cls.__module__}.{cls.__qualname__}",
+                        f"covered:{cls.__module__}.{cls.__qualname__}.{attribute}",
                         WARNING,
-                        "%s.__init__ was wrapped again after keepalive-patch; ours passes through",
+                        "%s.%s was wrapped again after keepalive-patch; ours passes through",
                         cls.__qualname__,
+                        attribute,
                     )
-                del self._patched[cls]
+                del self._entries[cls, attribute]
 
-    def original(self, cls: type) -> "Any":
-        """The ``__init__`` that ``cls`` had before we patched it."""
+    def original(self, cls: type, attribute: str = "__init__") -> Any:
+        """What ``cls.attribute`` was before we wrapped it."""
         with self._lock:
-            return self._patched[cls][0]
+            return self._entries[cls, attribute].original
 
-    def classes(self) -> "list[type]":
-        """The classes currently patched."""
+    def classes(self) -> list[type]:
+        """The classes with at least one method wrapped now."""
         with self._lock:
-            return list(self._patched)
+            return list(dict.fromkeys(cls for cls, _ in self._entries))
+
+
+def _guarded(entry: _Entry) -> Wrapper:
+    """``entry.wrapper``, turned into a pass-through once the entry is removed."""
+    wrapper = entry.wrapper
+
+    def keepalive_guard(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        if not entry.active:
+            return wrapped(*args, **kwargs)
+        return wrapper(wrapped, instance, args, kwargs)
+
+    return keepalive_guard

@@ -13,7 +13,7 @@ import platform
 import sys
 
 import keepalive_patch
-from keepalive_patch import _log, config, options, patch
+from keepalive_patch import _log, config, sockopts
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -57,8 +57,9 @@ def gather(
     _log.forget()  # say again what was said before this handler listened
     try:
         if any(value is not None for value in overrides.values()):
-            config.configure(overrides, "flag")
-        settings, probed = patch.current()
+            config.set_explicit(overrides, "flag")
+        probed = sockopts.in_force()
+        settings = probed.settings
         report: dict[str, Any] = {
             "keepalive_patch": keepalive_patch.__version__,
             "python": platform.python_version(),
@@ -67,22 +68,29 @@ def gather(
             "platform": platform.platform(),
             "versions": {name: _version(name) for name in DISTRIBUTIONS},
             "applied": keepalive_patch.is_applied(),
-            "disabled_by": config.DISABLE_VAR if config.is_disabled() else None,
+            "disabled_by": config.DISABLE_VAR if config.disabled() else None,
             "settings": {
-                name: {"value": getattr(settings, name), "source": settings.sources[name]}
-                for name in config.FIELDS
+                s.name: {
+                    "value": _plain(getattr(settings, s.name)),
+                    "source": settings.sources[s.name],
+                }
+                for s in config.TABLE
             },
-            "options": [_option_dict(option) for option in probed.accepted],
+            "options": [_option_dict(option) for option in probed.options],
             "dropped": [
                 dict(_option_dict(option), reason=reason) for option, reason in probed.rejected
             ],
         }
-        report["target"], report["connections"] = _connect_all(url, probed.accepted, err)
+        report["target"], report["connections"] = _connect_all(url, probed.options, err)
     finally:
         package_logger.removeHandler(warnings)
     report["warnings"] = warnings.messages
     report["ok"] = bool(report["connections"]) and all(c["ok"] for c in report["connections"])
     return report
+
+
+def _plain(value: "Any") -> "Any":
+    return sorted(value) if isinstance(value, frozenset) else value
 
 
 def _version(distribution: str) -> "str | None":
@@ -95,7 +103,7 @@ def _version(distribution: str) -> "str | None":
 
 
 def _option_dict(option: "tuple[int, int, int]") -> "dict[str, Any]":
-    return {"name": options.option_name(option[0], option[1]), "value": option[2]}
+    return {"name": sockopts.option_name(option[0], option[1]), "value": option[2]}
 
 
 class _Collector(logging.Handler):
@@ -220,7 +228,7 @@ def _request_sync(
         module.Client(trust_env=trust_env, timeout=TIMEOUT) as client,
         client.stream("GET", url) as response,
     ):
-        live = options.read_back(_socket_of(response), expected)
+        live = sockopts.read_back(_socket_of(response), expected)
         return response.status_code, _pool_retries(client), live
 
 
@@ -231,7 +239,7 @@ async def _request_async(
         module.AsyncClient(trust_env=trust_env, timeout=TIMEOUT) as client,
         client.stream("GET", url) as response,
     ):
-        live = options.read_back(_socket_of(response), expected)
+        live = sockopts.read_back(_socket_of(response), expected)
         return response.status_code, _pool_retries(client), live
 
 
@@ -304,7 +312,7 @@ def render(report: "Mapping[str, Any]") -> str:
     lines.append("")
     lines.append("Settings (value, source):")
     for name, item in report["settings"].items():
-        value = f"{item['value']} {UNITS[name]}".rstrip()
+        value = config.BY_NAME[name].show(item["value"])
         lines.append(f"  {name:<13} {value:<10} {item['source']}")
     lines.append("")
     lines.append("Socket options this host accepts (set on every transport that takes them):")

@@ -4,16 +4,16 @@ Imported only when the command runs, never at interpreter start, so it may use `
 friends freely.
 """
 
+from __future__ import annotations
+
 import argparse
 import os
 import sys
+from collections.abc import Sequence
+from typing import Any, Callable
 
 import keepalive_patch
 from keepalive_patch import config
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
 
 PROG = "keepalive-patch"
 PTH_NAME = "keepalive_patch.pth"
@@ -23,20 +23,9 @@ PTH_CONTENT = (
     "# Written by `keepalive-patch enable`; `keepalive-patch disable` removes it.\n"
     'import sys; exec("try: import keepalive_patch\\nexcept ImportError: pass")\n'
 )
-#: name -> (flag, help)
-SETTING_FLAGS = {
-    "idle": ("--idle", "seconds of silence before the first keepalive probe (default 30)"),
-    "interval": ("--interval", "seconds between probes (default 10)"),
-    "count": ("--count", "unanswered probes before the connection is dropped (default 3)"),
-    "retries": ("--retries", "connect retries when the caller set none (default 1; 0 = leave)"),
-    "user_timeout": (
-        "--user-timeout",
-        "ms unacknowledged data may wait, Linux (default (idle+interval*count)*1000; 0 = off)",
-    ),
-}
 
 
-def main(argv: "Sequence[str] | None" = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script and of ``python -m keepalive_patch``."""
     try:
         return _main(argv)
@@ -51,7 +40,7 @@ def main(argv: "Sequence[str] | None" = None) -> int:
         return 1
 
 
-def _main(argv: "Sequence[str] | None") -> int:
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:
@@ -95,8 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a program with the patch applied (like ddtrace-run)",
         description="Run CMD with keepalive-patch's sitecustomize on PYTHONPATH, so every Python "
         "process it starts is patched.  Flags become KEEPALIVE_PATCH_* variables.",
-        usage=f"{PROG} run [--idle N] [--interval N] [--count N] [--retries N] "
-        "[--user-timeout MS] -- CMD [ARGS...]",
+        usage=f"{PROG} run [SETTING FLAGS] -- CMD [ARGS...]",
     )
     _add_setting_flags(run_parser)
     run_parser.add_argument(
@@ -138,31 +126,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
-    for name, (flag, help_text) in SETTING_FLAGS.items():
-        metavar = "MS" if name == "user_timeout" else "N"
-        parser.add_argument(
-            flag, dest=name, type=_setting_type(name), metavar=metavar, help=help_text
+    """One flag per row of ``config.TABLE``, named after it and helped by it."""
+    group = parser.add_argument_group("settings (each overrides its KEEPALIVE_PATCH_* variable)")
+    for setting in config.TABLE:
+        group.add_argument(
+            setting.flag,
+            dest=setting.name,
+            type=_parser_for(setting),
+            metavar=setting.metavar,
+            help=f"{setting.help} (default {setting.show(setting.default)}; {setting.env})",
         )
 
 
-def _setting_type(name: str) -> "Callable[[str], int]":
-    def parse(text: str) -> int:
+def _parser_for(setting: config.Setting) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
         try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        try:
-            return config.check_value(name, value)
+            return setting.parse(text)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
-    parse.__name__ = name
+    parse.__name__ = setting.name  # argparse names the type in its error messages
     return parse
 
 
-def overrides(args: argparse.Namespace) -> "dict[str, int | None]":
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The setting flags given on the command line (``None`` for those left out)."""
-    return {name: getattr(args, name) for name in SETTING_FLAGS}
+    return {setting.name: getattr(args, setting.name) for setting in config.TABLE}
 
 
 def bootstrap_dir() -> str:
@@ -172,24 +161,23 @@ def bootstrap_dir() -> str:
     return bootstrap.DIRECTORY
 
 
-def child_environment(
-    environ: "dict[str, str]", settings: "dict[str, int | None]"
-) -> "dict[str, str]":
+def child_environment(environ: dict[str, str], values: dict[str, Any]) -> dict[str, str]:
     """``environ`` with our bootstrap directory first on PYTHONPATH and the flags as variables."""
     env = dict(environ)
     ours = bootstrap_dir()
     existing = env.get("PYTHONPATH", "")
     kept = [entry for entry in existing.split(os.pathsep) if entry != ours] if existing else []
     env["PYTHONPATH"] = os.pathsep.join([ours, *kept])
-    for name, value in settings.items():
+    for name, value in values.items():
         if value is not None:
-            env[config.FIELDS[name][0]] = str(value)
+            setting = config.BY_NAME[name]
+            env[setting.env] = setting.to_env(value)
     return env
 
 
-def run(command: "list[str]", settings: "dict[str, int | None]") -> int:
+def run(command: list[str], values: dict[str, Any]) -> int:
     """Replace this process with ``command`` (on Windows: run it and return its exit code)."""
-    env = child_environment(dict(os.environ), settings)
+    env = child_environment(dict(os.environ), values)
     sys.stdout.flush()
     sys.stderr.flush()
     try:

@@ -1,154 +1,328 @@
-"""Settings: defaults, bounds, and how environment variables and explicit overrides combine.
+"""The settings: one table, and every view of it.
 
-Kept free of heavy imports (no ``typing``, ``dataclasses`` or ``logging`` at import time): it is
-loaded at interpreter start when ``KEEPALIVE_PATCH_DISABLE`` is set, and by ``apply()``.
+Each row of ``TABLE`` is a setting's whole record: its name, default, bounds, unit and help.  The
+environment variable (``KEEPALIVE_PATCH_<NAME>``), the ``run`` / ``check`` flag (``--<name>``),
+the validation of ``apply()`` arguments, the units ``check`` prints and README's configuration
+table all come from it, as ``opentelemetry-instrument`` derives its flags from its variables.
+
+Resolution never raises on the environment: a bad value is logged once and the default applies.
+Explicit values (``apply()`` arguments, flags) are validated and raise ``ValueError``.
 """
 
+from __future__ import annotations
+
 import os
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Union
 
-from keepalive_patch._log import log_once
+from keepalive_patch._log import WARNING, log_once
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
 ENV_PREFIX = "KEEPALIVE_PATCH_"
+#: The emergency off switch; read by ``keepalive_patch/__init__.py`` at start (spelled out there).
 DISABLE_VAR = ENV_PREFIX + "DISABLE"
-TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
-FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
+#: The only values of ``DISABLE_VAR`` that leave the patch on: anything else turns it off.
+ENABLED_WORDS = ("", "0", "false", "no", "off")
+#: Words a switch setting reads as on / off.
+ON_WORDS = ("1", "true", "yes", "on")
+OFF_WORDS = ("0", "false", "no", "off")
+#: The largest value ``setsockopt`` takes for an int option (a C int).
+INT_MAX = 2**31 - 1
 
-#: name -> (environment variable, default, lowest, highest).  ``user_timeout`` is in
-#: milliseconds; its default ``None`` means "derived from the keepalive budget".
-FIELDS: "dict[str, tuple[str, int | None, int, int]]" = {
-    "idle": (ENV_PREFIX + "IDLE", 30, 1, 32767),
-    "interval": (ENV_PREFIX + "INTERVAL", 10, 1, 32767),
-    "count": (ENV_PREFIX + "COUNT", 3, 1, 127),
-    "retries": (ENV_PREFIX + "RETRIES", 1, 0, 100),
-    "user_timeout": (ENV_PREFIX + "USER_TIMEOUT", None, 0, 2**31 - 1),
-}
+Value = Union[int, bool, "frozenset[str]"]
 
 
+@dataclass(frozen=True)
+class Setting:
+    """One row of the table; subclasses say how values are read and checked."""
+
+    name: str
+    default: Any
+    help: str
+    unit: str = ""
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def metavar(self) -> str:
+        return "N"
+
+    def bounds(self) -> str:
+        """The accepted values, for messages and README."""
+        raise NotImplementedError
+
+    def parse(self, text: str) -> Any:
+        """A value from the environment or the command line; ``ValueError`` if it is bad."""
+        raise NotImplementedError
+
+    def check(self, value: object) -> Any:
+        """An explicit value (``apply()``); ``ValueError`` naming the setting if it is bad."""
+        raise NotImplementedError
+
+    def show(self, value: Any) -> str:
+        """``value`` with its unit, as ``check`` prints it."""
+        return f"{value} {self.unit}".rstrip()
+
+    def to_env(self, value: Any) -> str:
+        """``value`` as its environment variable says it (``run`` passes flags on this way)."""
+        return str(value)
+
+
+@dataclass(frozen=True)
+class Integer(Setting):
+    low: int = 0
+    high: int = INT_MAX
+
+    @property
+    def metavar(self) -> str:
+        return "MS" if self.unit == "ms" else "N"
+
+    def bounds(self) -> str:
+        high = "2**31-1" if self.high == INT_MAX else str(self.high)
+        return f"{self.low}-{high}"
+
+    def parse(self, text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ValueError(f"{self.name}: not an integer: {text!r}") from None
+        return self.check(value)
+
+    def check(self, value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{self.name} must be an integer, got {value!r}")
+        if not self.low <= value <= self.high:
+            raise ValueError(
+                f"{self.name} must be an integer from {self.low} to {self.high}, got {value!r}"
+            )
+        return value
+
+
+@dataclass(frozen=True)
+class Switch(Setting):
+    @property
+    def metavar(self) -> str:
+        return "0|1"
+
+    def bounds(self) -> str:
+        return "/".join(ON_WORDS) + " or " + "/".join(OFF_WORDS)
+
+    def parse(self, text: str) -> bool:
+        word = text.strip().lower()
+        if word in ON_WORDS:
+            return True
+        if word in OFF_WORDS:
+            return False
+        raise ValueError(f"{self.name} must be one of {self.bounds()}, got {text!r}")
+
+    def check(self, value: object) -> bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{self.name} must be True or False, got {value!r}")
+        return value
+
+    def show(self, value: Any) -> str:
+        return "on" if value else "off"
+
+    def to_env(self, value: Any) -> str:
+        return "1" if value else "0"
+
+
+@dataclass(frozen=True)
+class Names(Setting):
+    """Comma-separated names; unknown ones are logged once and ignored, never an error."""
+
+    @property
+    def metavar(self) -> str:
+        return "NAMES"
+
+    def bounds(self) -> str:
+        from keepalive_patch import integrations
+
+        return ", ".join(integrations.known_names())
+
+    def parse(self, text: str) -> frozenset[str]:
+        return self.check([name.strip() for name in text.split(",")])
+
+    def check(self, value: object) -> frozenset[str]:
+        from keepalive_patch import integrations
+
+        if isinstance(value, str) or not all(isinstance(item, str) for item in value):  # type: ignore[attr-defined]
+            raise ValueError(f"{self.name} must be a collection of names, got {value!r}")
+        names = frozenset(item.strip().lower() for item in value if item.strip())  # type: ignore[attr-defined]
+        unknown = sorted(names - set(integrations.known_names()))
+        if unknown:
+            log_once(
+                f"unknown:{self.name}:{','.join(unknown)}",
+                WARNING,
+                "%s names unknown libraries %s; known: %s",
+                self.env,
+                ", ".join(unknown),
+                self.bounds(),
+            )
+        return names
+
+    def show(self, value: Any) -> str:
+        return ",".join(sorted(value)) or "none"
+
+    def to_env(self, value: Any) -> str:
+        return ",".join(sorted(value))
+
+
+TABLE: tuple[Setting, ...] = (
+    Integer("idle", 30, "seconds of silence before the first keepalive probe", "s", 1, 32767),
+    Integer("interval", 10, "seconds between keepalive probes", "s", 1, 32767),
+    Integer("count", 3, "unanswered probes before the connection is dropped", "", 1, 127),
+    Integer(
+        "retries", 1, "connect retries for httpx / requests clients that set none; 0: leave them",
+        "", 0, 100,
+    ),
+    Integer(
+        "user_timeout", 0,
+        "TCP_USER_TIMEOUT (Linux): ms sent data may stay unacknowledged; 0: not set",
+        "ms", 0, INT_MAX,
+    ),
+    Switch(
+        "replay", True,
+        "send a safe request again when a reused httpx connection turns out dead; 0: never",
+    ),
+    Names("skip", frozenset(), "libraries to leave alone, comma-separated (e.g. aiohttp,urllib3)"),
+)  # fmt: skip
+BY_NAME = {setting.name: setting for setting in TABLE}
+
+
+@dataclass(frozen=True)
 class Settings:
-    """What the shim injects, and where each value came from.
+    """The values in force; ``sources`` says where each came from (default, env, apply, flag)."""
 
-    ``sources`` maps each field to ``default``, ``env``, ``apply`` or ``flag``.
-    """
-
-    __slots__ = ("count", "idle", "interval", "retries", "sources", "user_timeout")
-
-    def __init__(
-        self,
-        idle: int = 30,
-        interval: int = 10,
-        count: int = 3,
-        retries: int = 1,
-        user_timeout: "int | None" = None,
-        sources: "dict[str, str] | None" = None,
-    ) -> None:
-        self.idle = idle
-        self.interval = interval
-        self.count = count
-        self.retries = retries
-        #: Milliseconds; by default long enough for the whole keepalive budget to run out.
-        self.user_timeout = (
-            (idle + interval * count) * 1000 if user_timeout is None else user_timeout
-        )
-        self.sources = dict.fromkeys(FIELDS, "default") if sources is None else sources
+    idle: int
+    interval: int
+    count: int
+    retries: int
+    #: Milliseconds; 0 means the option is not set.
+    user_timeout: int
+    replay: bool
+    skip: frozenset[str]
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def budget(self) -> int:
         """Seconds until keepalive declares an idle peer dead: idle + interval x count."""
         return self.idle + self.interval * self.count
 
-    def as_dict(self) -> "dict[str, int]":
-        return {name: getattr(self, name) for name in FIELDS}
+    @property
+    def suggested_user_timeout(self) -> int:
+        """The ``user_timeout`` we recommend to those who opt in: the keepalive budget in ms."""
+        return min(self.budget * 1000, INT_MAX)
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Settings) and self.as_dict() == other.as_dict()
-
-    def __hash__(self) -> int:
-        return hash(tuple(self.as_dict().items()))
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={v}" for k, v in self.as_dict().items())
-        return f"Settings({fields})"
+    def as_dict(self) -> dict[str, Any]:
+        return {setting.name: getattr(self, setting.name) for setting in TABLE}
 
 
-#: (generation, explicit overrides, their source): replaced whole, so readers never see a mix.
-_configured: "tuple[int, Mapping[str, int | None], str]" = (0, {}, "apply")
+def defaults(**changes: Any) -> Settings:
+    """The table's defaults, with ``changes``: a starting point for code and tests."""
+    values = {setting.name: setting.default for setting in TABLE}
+    values.update(changes)
+    return Settings(sources=dict.fromkeys(values, "default"), **values)
 
 
-def configure(overrides: "Mapping[str, int | None]", source: str = "apply") -> None:
-    """Record explicit overrides (``apply()`` arguments, CLI flags) for the next ``resolve``."""
-    global _configured
-    _configured = (_configured[0] + 1, dict(overrides), source)
+def disabled(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether ``KEEPALIVE_PATCH_DISABLE`` turns the shim off: fails closed.
+
+    Any non-empty value other than 0 / false / no / off (any case, spaces ignored) disables:
+    an emergency off switch must not be defeated by a typo.
+    """
+    return environ.get(DISABLE_VAR, "").strip().lower() not in ENABLED_WORDS
 
 
-def configured() -> "tuple[int, Mapping[str, int | None], str]":
-    """``(generation, overrides, source)``: the generation changes with every ``configure``."""
-    return _configured
+_lock = threading.Lock()
+#: (generation, explicit values, their source): replaced whole, so readers never see a mix.
+_explicit: tuple[int, Mapping[str, Any], str] = (0, {}, "apply")
+#: (generation, settings) of the last resolution.
+_resolved: tuple[int, Settings] | None = None
 
 
-def is_disabled(environ: "Mapping[str, str]" = os.environ) -> bool:
-    """True when ``KEEPALIVE_PATCH_DISABLE`` asks the shim to stay out entirely."""
-    raw = environ.get(DISABLE_VAR)
-    if raw is None:
-        return False
-    word = raw.strip().lower()
-    if word in TRUE_WORDS:
-        return True
-    if word not in FALSE_WORDS:
-        log_once(
-            "bad:" + DISABLE_VAR,
-            30,
-            "%s=%r is not one of 1/true/yes/on or 0/false/no/off; keepalive-patch stays enabled",
-            DISABLE_VAR,
-            raw,
-        )
-    return False
+def set_explicit(values: Mapping[str, Any], source: str = "apply") -> None:
+    """Validate and record explicit values (``None`` = not given) over the environment's.
+
+    Raises ``ValueError`` for a bad value and ``TypeError`` for an unknown name, changing nothing.
+    """
+    global _explicit
+    checked = {}
+    for name, value in values.items():
+        if name not in BY_NAME:
+            raise TypeError(f"unknown keepalive-patch setting {name!r}")
+        if value is not None:
+            checked[name] = BY_NAME[name].check(value)
+    with _lock:
+        _explicit = (_explicit[0] + 1, checked, source)
 
 
-def check_value(name: str, value: object) -> int:
-    """Validate one explicit setting; raise ``ValueError`` naming the setting and its bounds."""
-    if name not in FIELDS:
-        raise TypeError(f"unknown keepalive-patch setting {name!r}")
-    _, _, low, high = FIELDS[name]
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name} must be an integer from {low} to {high}, got {value!r}")
-    return value
+def generation() -> int:
+    """Changes with every ``set_explicit``: caches of anything derived from settings key on it."""
+    return _explicit[0]
 
 
 def resolve(
-    environ: "Mapping[str, str]" = os.environ,
-    overrides: "Mapping[str, int | None] | None" = None,
+    environ: Mapping[str, str] = os.environ,
+    explicit: Mapping[str, Any] | None = None,
     source: str = "apply",
 ) -> Settings:
-    """Combine defaults, environment and explicit overrides (highest wins), never raising on env.
-
-    A bad environment value is logged once, naming the variable, the value and the default used.
-    """
-    values: dict[str, int | None] = {}
+    """Defaults, then the environment, then explicit values (highest wins); never raises."""
+    values: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    for name, (var, default, low, high) in FIELDS.items():
-        values[name], sources[name] = default, "default"
-        raw = environ.get(var)
+    for setting in TABLE:
+        values[setting.name], sources[setting.name] = setting.default, "default"
+        raw = environ.get(setting.env)
         if raw is not None and raw.strip():
             try:
-                values[name], sources[name] = check_value(name, int(raw.strip())), "env"
+                values[setting.name], sources[setting.name] = setting.parse(raw), "env"
             except ValueError:
                 log_once(
-                    f"bad:{var}={raw}",
-                    30,
-                    "%s=%r is not an integer from %d to %d; using the default %s",
-                    var,
+                    f"bad:{setting.env}={raw}",
+                    WARNING,
+                    "%s=%r is not %s; using the default %s",
+                    setting.env,
                     raw,
-                    low,
-                    high,
-                    "idle + interval x count" if default is None else default,
+                    setting.bounds(),
+                    setting.show(setting.default),
                 )
-        if overrides and overrides.get(name) is not None:
-            values[name], sources[name] = check_value(name, overrides[name]), source
-    idle, interval, count, retries = (
-        int(values[name] or 0) for name in ("idle", "interval", "count", "retries")
-    )
-    return Settings(idle, interval, count, retries, values["user_timeout"], sources)
+        if explicit and explicit.get(setting.name) is not None:
+            values[setting.name], sources[setting.name] = explicit[setting.name], source
+    return Settings(sources=sources, **values)
+
+
+def current() -> Settings:
+    """The settings in force, resolved once per ``set_explicit`` (the environment is read then)."""
+    global _resolved
+    resolved = _resolved
+    generation_now, explicit, source = _explicit
+    if resolved is not None and resolved[0] == generation_now:
+        return resolved[1]
+    settings = resolve(os.environ, explicit, source)
+    _resolved = (generation_now, settings)
+    return settings
+
+
+def markdown_table() -> str:
+    """README's configuration table, made from ``TABLE`` (a test keeps README in step)."""
+    rows = [
+        "| environment variable | `run` / `check` flag | meaning | default | accepted |",
+        "| --- | --- | --- | --- | --- |",
+        f"| `{DISABLE_VAR}` | | any value but `0`/`false`/`no`/`off`/empty: do nothing at all "
+        "| off | |",
+    ]
+    for setting in TABLE:
+        rows.append(
+            f"| `{setting.env}` | `{setting.flag}` | {setting.help} "
+            f"| {setting.show(setting.default)} | {setting.bounds()} |"
+        )
+    return "\n".join(rows) + "\n"

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from _netns import Endpoint, Servers, Topology, unavailable_reason
-from conftest import retries_only_reason, takes_socket_options
+from support.libs import retries_only_reason, takes_socket_options
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +35,7 @@ KEEPALIVE_SCENARIOS = {"nat", "waiting", "upload"}
 
 IDLE, INTERVAL, COUNT = 1, 1, 3
 BUDGET = IDLE + INTERVAL * COUNT  # seconds until keepalive gives up on a silent peer
-USER_TIMEOUT = BUDGET  # the shim's default TCP_USER_TIMEOUT is the keepalive budget
+USER_TIMEOUT = BUDGET  # the opt-in TCP_USER_TIMEOUT the upload scenario sets: the budget
 HOOK_ENV = {
     "KEEPALIVE_PATCH_IDLE": str(IDLE),
     "KEEPALIVE_PATCH_INTERVAL": str(INTERVAL),
@@ -141,8 +141,12 @@ def _launch(topology: Topology, servers: Servers, scenario: str) -> dict[tuple[s
             continue
         lib, mode = variant.split("-")
         hooks: list[tuple[str, bool, dict[str, str]]] = [("on", True, {}), ("off", False, {})]
-        if scenario == "upload":
-            hooks.append(("on-no-user-timeout", True, {"KEEPALIVE_PATCH_USER_TIMEOUT": "0"}))
+        if scenario == "upload":  # TCP_USER_TIMEOUT is opt-in: this scenario opts in
+            hooks = [
+                ("on", True, {"KEEPALIVE_PATCH_USER_TIMEOUT": str(USER_TIMEOUT * 1000)}),
+                ("off", False, {}),
+                ("on-no-user-timeout", True, {}),
+            ]
         for label, hook, extra in hooks:
             spec: dict[str, Any] = {"lib": lib, "mode": mode, "hook": hook}
             if scenario == "nat":

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from apps import (
+from support.procs import (
     PYTHON,
     REPO,
     assert_light_start,

@@ -1,4 +1,4 @@
-"""Carry the keepalive options and the connect retry to the socket a pool opens to its proxy.
+"""httpcore and httpcore2: the keepalive options and connect retry on the socket to a proxy.
 
 httpcore's ``HTTPProxy`` takes ``socket_options`` and ``retries`` but builds its proxy connections
 without them, and ``SOCKSProxy`` takes neither; httpx hands ``SOCKSProxy`` neither and
@@ -6,24 +6,38 @@ without them, and ``SOCKSProxy`` takes neither; httpx hands ``SOCKSProxy`` neith
 caller gave none we give it one that wraps the library's own default backend: it merges the
 options into each ``connect_tcp`` and retries a failed connect the way httpcore's
 ``HTTPConnection`` does.  The options come from the httpx transport being built on this thread
-(``patch.building()``), else from the pool's own arguments, so explicit caller values and the
-"uds means no socket options" rule are exactly those of the transport.
+(``integrations.httpx.building()``, the other end of the hand-off described there), else from
+the pool's own arguments, so explicit caller values and the "uds means no socket options" rule
+are exactly those of the transport.
 
-Runs only after httpcore / httpcore2 has been imported; nothing heavy is imported at module level.
+Without ``socksio`` httpcore defines stand-in ``SOCKSProxy`` classes that take ``*args,
+**kwargs`` and raise when built: SOCKS support is simply not installed, and they are left alone
+without a word.
 """
 
+from __future__ import annotations
+
+import functools
+import inspect
 import itertools
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from keepalive_patch import patch
-from keepalive_patch._log import log_once
-from keepalive_patch._wrapping import InitPatcher, InitPlan, class_to_patch
+from keepalive_patch import sockopts
+from keepalive_patch._log import INFO, WARNING, log_once
+from keepalive_patch._wrapping import (
+    CallerError,
+    InitPlan,
+    KeywordCall,
+    Patcher,
+    Wrapper,
+    class_to_patch,
+    init_wrapper,
+)
+from keepalive_patch.integrations.httpx import building
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import inspect
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
     from types import ModuleType
-    from typing import Any
 
 #: Proxy pool class -> whether it is the async flavour.
 PROXY_CLASSES = {
@@ -36,12 +50,19 @@ PROXY_CLASSES = {
 _BACKEND_MODULES = ("_backends", "backends")
 #: httpcore's ``RETRIES_BACKOFF_FACTOR``: connect retries wait 0, 0.5, 1, 2 ... seconds.
 BACKOFF_FACTOR = 0.5
-WARNING, INFO = 30, 20
 
-_patcher = InitPatcher()
+_patcher = Patcher()
 
 
-def backoff_delays() -> "Iterator[float]":
+class NetworkBackend(Protocol):
+    """What a proxy pool needs of httpcore's ``NetworkBackend`` (sync or async)."""
+
+    def connect_tcp(self, host: str, port: int, **kwargs: Any) -> Any: ...
+
+    def sleep(self, seconds: float) -> Any: ...
+
+
+def backoff_delays() -> Iterator[float]:
     """The pauses before each connect retry, as httpcore's own ``exponential_backoff``."""
     yield 0.0
     delay = BACKOFF_FACTOR
@@ -55,10 +76,10 @@ class KeepaliveBackend:
 
     def __init__(
         self,
-        inner: "Any",
-        socket_options: "list[Any]",
+        inner: NetworkBackend,
+        socket_options: list[Any],
         retries: int,
-        retry_on: "tuple[type[BaseException], ...]",
+        retry_on: tuple[type[BaseException], ...],
     ) -> None:
         self._inner = inner
         self._socket_options = socket_options
@@ -69,11 +90,11 @@ class KeepaliveBackend:
         self,
         host: str,
         port: int,
-        timeout: "float | None" = None,
-        local_address: "str | None" = None,
-        socket_options: "Any" = None,
-        **extra: "Any",
-    ) -> "Any":
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+        **extra: Any,
+    ) -> Any:
         kwargs = self._connect_kwargs(timeout, local_address, socket_options, extra)
         delays = self._retry_delays()
         while True:
@@ -87,23 +108,23 @@ class KeepaliveBackend:
 
     def _connect_kwargs(
         self,
-        timeout: "float | None",
-        local_address: "str | None",
-        given: "Any",
-        extra: "dict[str, Any]",
-    ) -> "dict[str, Any]":
+        timeout: float | None,
+        local_address: str | None,
+        given: Any,
+        extra: dict[str, Any],
+    ) -> dict[str, Any]:
         """``connect_tcp`` keywords; options httpcore passed itself win per (level, optname)."""
         kwargs: dict[str, Any] = {"timeout": timeout, "local_address": local_address, **extra}
         ours = self._socket_options
         if given is not None or ours:  # httpcore 0.16 backends take no socket_options at all
-            kwargs["socket_options"] = patch.merge_options(given, ours) if ours else given
+            kwargs["socket_options"] = sockopts.merge(given, ours) if ours else given
         return kwargs
 
-    def _retry_delays(self) -> "Iterator[float]":
+    def _retry_delays(self) -> Iterator[float]:
         """The pause before each retry this connect may still make."""
         return itertools.islice(backoff_delays(), self._retries)
 
-    def __getattr__(self, name: str) -> "Any":  # connect_unix_socket, sleep, anything newer
+    def __getattr__(self, name: str) -> Any:  # connect_unix_socket, sleep, anything newer
         if name == "_inner":  # not set yet (copy, pickle): no recursion
             raise AttributeError(name)
         return getattr(self._inner, name)
@@ -116,11 +137,11 @@ class AsyncKeepaliveBackend(KeepaliveBackend):
         self,
         host: str,
         port: int,
-        timeout: "float | None" = None,
-        local_address: "str | None" = None,
-        socket_options: "Any" = None,
-        **extra: "Any",
-    ) -> "Any":
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+        **extra: Any,
+    ) -> Any:
         kwargs = self._connect_kwargs(timeout, local_address, socket_options, extra)
         delays = self._retry_delays()
         while True:
@@ -137,7 +158,7 @@ class _ProxyPlan(InitPlan):
     """How to give one proxy pool class our backend, learnt from its signature and module."""
 
     def __init__(
-        self, init: "Callable[..., None]", module: "ModuleType", name: str, is_async: bool
+        self, init: Callable[..., None], module: ModuleType, name: str, is_async: bool
     ) -> None:
         super().__init__(init, f"{module.__name__}.{name}")
         self.is_async = is_async
@@ -153,8 +174,8 @@ class _ProxyPlan(InitPlan):
         self.takes_options = _takes_socket_options(self.make_default)
 
     def rewrite(
-        self, args: "tuple[Any, ...]", kwargs: "dict[str, Any]"
-    ) -> "inspect.BoundArguments | None":
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> inspect.BoundArguments | KeywordCall | None:
         """The pool's arguments with our backend added; ``None`` to leave the call untouched."""
         bound = self.bind(args, kwargs)
         if bound is None:
@@ -162,11 +183,14 @@ class _ProxyPlan(InitPlan):
         arguments = bound.arguments
         if arguments.get("network_backend") is not None:
             return None  # the caller's own backend: theirs to configure
-        transport = patch.building()
+        transport = building()
         source = arguments if transport is None else transport
         options = source.get("socket_options")
         if options is not None and not isinstance(options, (list, tuple)):
-            materialized = list(options)  # an iterator: read it once, hand the copy on
+            try:
+                materialized = list(options)  # an iterator: read it once, hand the copy on
+            except Exception as exc:
+                raise CallerError(exc) from exc
             if arguments.get("socket_options") is options:
                 arguments["socket_options"] = materialized
             options = materialized
@@ -190,7 +214,7 @@ class _ProxyPlan(InitPlan):
         return bound
 
 
-def _default_backend(module: "ModuleType", is_async: bool) -> "Callable[[], Any]":
+def _default_backend(module: ModuleType, is_async: bool) -> Callable[[], Any]:
     """The class the pool itself would use without ``network_backend`` (``AutoBackend`` or
     ``SyncBackend``); raises ``LookupError`` if this httpcore keeps it somewhere unknown."""
     import importlib
@@ -210,9 +234,7 @@ def _default_backend(module: "ModuleType", is_async: bool) -> "Callable[[], Any]
     raise LookupError(f"{module.__name__} has no {name} where keepalive-patch looks for it")
 
 
-def _takes_socket_options(make_default: "Callable[[], Any]") -> bool:
-    import inspect
-
+def _takes_socket_options(make_default: Callable[[], Any]) -> bool:
     try:
         connect = make_default.connect_tcp  # type: ignore[attr-defined]
         return "socket_options" in inspect.signature(connect).parameters
@@ -220,37 +242,40 @@ def _takes_socket_options(make_default: "Callable[[], Any]") -> bool:
         return False
 
 
-def patch_module(module: "ModuleType") -> None:
-    """Arm the proxy pools of an imported httpcore-like module, once per class.
+def patch(module: ModuleType) -> None:
+    """Wrap the proxy pools of an imported httpcore-like module, once per class.
 
     A class this shim cannot serve (no ``network_backend`` parameter, no default backend where
     we expect it) is logged once and left alone.
     """
-    import functools
-
     library = module.__name__
     for class_name, is_async in PROXY_CLASSES.items():
         cls = class_to_patch(module, class_name, "its proxy connections are not patched")
         if cls is None:
             continue
-
-        plan_for = functools.partial(
-            _plan_or_none, module=module, class_name=class_name, is_async=is_async
+        wrapper_for = functools.partial(
+            _wrapper_or_none, module=module, class_name=class_name, is_async=is_async
         )
-        _patcher.patch(cls, plan_for)
+        _patcher.wrap(cls, "__init__", wrapper_for)
     log_once("patched:" + library, INFO, "keepalive-patch applied to %s proxy pools", library)
 
 
-def _plan_or_none(
-    init: "Any", module: "ModuleType", class_name: str, is_async: bool
-) -> "_ProxyPlan | None":
+def _wrapper_or_none(
+    init: Any, module: ModuleType, class_name: str, is_async: bool
+) -> Wrapper | None:
     library = module.__name__
     try:
         plan = _ProxyPlan(init, module, class_name, is_async)
     except LookupError as exc:
         log_once(f"nobackend:{library}", WARNING, "%s; proxies not patched", exc)
         return None
-    if "network_backend" not in plan.signature.parameters:
+    parameters = plan.signature.parameters
+    if "network_backend" in parameters:
+        return init_wrapper(plan)
+    if [p.kind for p in parameters.values()] != [
+        inspect.Parameter.VAR_POSITIONAL,
+        inspect.Parameter.VAR_KEYWORD,
+    ]:  # ``(*args, **kwargs)`` is the stand-in of an httpcore without socksio: nothing to say
         log_once(
             f"nobackendarg:{library}.{class_name}",
             WARNING,
@@ -258,15 +283,14 @@ def _plan_or_none(
             library,
             class_name,
         )
-        return None
-    return plan
+    return None
 
 
-def unpatch_all() -> None:
+def unpatch() -> None:
     """Restore the exact original ``__init__`` objects; disarm ours where another wraps it."""
-    _patcher.unpatch_all()
+    _patcher.unwrap_all()
 
 
-def patched_classes() -> "list[type]":
+def patched_classes() -> list[type]:
     """The proxy pool classes currently patched."""
     return _patcher.classes()

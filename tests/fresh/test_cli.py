@@ -13,7 +13,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from apps import (
+from support.procs import (
     DEPENDENCIES,
     REPO,
     assert_light_start,

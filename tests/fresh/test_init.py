@@ -9,7 +9,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import require_socket_options
+from support.libs import require_socket_options
 
 import keepalive_patch
 
@@ -137,11 +137,24 @@ def test_bad_environment_never_breaks_the_host() -> None:
         "error",
         KEEPALIVE_PATCH_IDLE="forever",
         KEEPALIVE_PATCH_COUNT="0",
-        KEEPALIVE_PATCH_DISABLE="perhaps",
+        KEEPALIVE_PATCH_INTERVAL="32767",
+        KEEPALIVE_PATCH_REPLAY="sometimes",
+        KEEPALIVE_PATCH_SKIP="nosuchlib",
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1"
     assert result.stderr == ""
+
+
+@pytest.mark.parametrize("word", ["y", "perhaps", "TRUE ", "2"])
+def test_mistyped_opt_out_fails_closed(word: str) -> None:
+    """An emergency off switch must not be defeated by a typo: any other value disables."""
+    result = run_python(
+        "import keepalive_patch, httpx\n"
+        "print(keepalive_patch.is_applied(), httpx.HTTPTransport()._pool._retries)",
+        KEEPALIVE_PATCH_DISABLE=word,
+    )
+    assert result.stdout.split() == ["False", "0"], result.stderr
 
 
 def test_logger_has_a_null_handler_and_stdout_stays_clean() -> None:

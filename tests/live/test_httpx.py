@@ -11,17 +11,13 @@ import types
 from typing import Any
 
 import pytest
-from conftest import (
-    expected,
-    fetch,
-    kernel_defaults,
-    live_socket,
-    read_options,
-    takes_socket_options,
-)
+from support.libs import takes_socket_options
+from support.sockets import expected, fetch, kernel_defaults, live_socket, read_options
 
 import keepalive_patch
-from keepalive_patch import patch, proxies
+from keepalive_patch import sockopts
+from keepalive_patch.integrations import httpcore as proxies
+from keepalive_patch.integrations import httpx as patch
 
 TCP = socket.IPPROTO_TCP
 
@@ -35,7 +31,7 @@ def test_default_client_gets_keepalive(
     assert options["TCP_KEEPIDLE"] == 30
     assert options["TCP_KEEPINTVL"] == 10
     assert options["TCP_KEEPCNT"] == 3
-    assert options["TCP_USER_TIMEOUT"] == 60_000
+    assert options["TCP_USER_TIMEOUT"] == 0, "opt-in only: it can cut off a live, slow reader"
 
 
 def test_explicit_transport_gets_keepalive(
@@ -65,18 +61,57 @@ def test_unpatched_socket_has_no_keepalive(lib: types.ModuleType, http_url: str)
     assert options["TCP_USER_TIMEOUT"] == 0
 
 
+def theirs(**changes: int) -> dict[str, int]:
+    """A socket with only the caller's keepalive policy: the kernel's defaults plus theirs."""
+    return {**kernel_defaults(), **changes}
+
+
 def test_caller_keyword_options_win(
     keepalive_lib: types.ModuleType, mode: str, http_url: str
 ) -> None:
+    """A caller's own timing is their keepalive policy: nothing of ours is mixed in."""
     mine = [(TCP, socket.TCP_KEEPIDLE, 77), (TCP, socket.TCP_NODELAY, 1)]
     [options] = fetch(keepalive_lib, mode, http_url, transport_kwargs={"socket_options": mine})
-    assert options == expected(TCP_KEEPIDLE=77)
+    assert options == theirs(TCP_KEEPIDLE=77)
 
 
 def test_caller_tuple_options_win(keepalive_lib: types.ModuleType, http_url: str) -> None:
+    """``SO_KEEPALIVE=0``: the caller switched keepalive off, and off it stays."""
     mine = ((socket.SOL_SOCKET, socket.SO_KEEPALIVE, 0),)
     [options] = fetch(keepalive_lib, "sync", http_url, transport_kwargs={"socket_options": mine})
-    assert options == expected(SO_KEEPALIVE=0)
+    assert options == theirs()
+
+
+def test_caller_with_bare_keepalive_gets_our_timings(
+    keepalive_lib: types.ModuleType, http_url: str
+) -> None:
+    """``SO_KEEPALIVE=1`` alone (botocore's ``tcp_keepalive``) would idle 2 hours: ours apply."""
+    mine = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    [options] = fetch(keepalive_lib, "sync", http_url, transport_kwargs={"socket_options": mine})
+    assert options == expected()
+
+
+def test_unrelated_caller_options_change_nothing(
+    keepalive_lib: types.ModuleType, http_url: str
+) -> None:
+    mine = [(TCP, socket.TCP_NODELAY, 1), (socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)]
+    [options] = fetch(keepalive_lib, "sync", http_url, transport_kwargs={"socket_options": mine})
+    assert options == expected()
+
+
+def test_user_timeout_opt_in_is_added_unless_caller_set_it_or_switched_off(
+    keepalive_lib: types.ModuleType, http_url: str
+) -> None:
+    keepalive_patch.apply(user_timeout=12_000)
+    timed = [(TCP, socket.TCP_KEEPIDLE, 77)]
+    [options] = fetch(keepalive_lib, "sync", http_url, transport_kwargs={"socket_options": timed})
+    assert options == theirs(TCP_KEEPIDLE=77, TCP_USER_TIMEOUT=12_000)
+    own = [(TCP, socket.TCP_USER_TIMEOUT, 5_000)]
+    [options] = fetch(keepalive_lib, "sync", http_url, transport_kwargs={"socket_options": own})
+    assert options == expected(TCP_USER_TIMEOUT=5_000)
+    off = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 0)]
+    [options] = fetch(keepalive_lib, "sync", http_url, transport_kwargs={"socket_options": off})
+    assert options == theirs()
 
 
 def test_generator_options_are_materialized_once(
@@ -92,7 +127,7 @@ def test_generator_options_are_materialized_once(
         transport_kwargs={"socket_options": mine, "limits": limits},
         requests=2,
     )
-    assert results == [expected(TCP_KEEPCNT=9)] * 2
+    assert results == [theirs(TCP_KEEPCNT=9)] * 2
 
 
 #: httpx 0.28's (and httpx2's) positional order; 0.27 and older put ``trust_env`` after ``limits``.
@@ -135,7 +170,7 @@ def test_caller_positional_options_and_retries_win(lib: types.ModuleType, http_u
     [options] = fetch(lib, "sync", http_url, transport_args=tuple(positional))
     if takes_socket_options(lib):
         assert positional[-1] is mine  # socket_options itself was passed positionally
-        assert options == expected(TCP_KEEPINTVL=5)
+        assert options == theirs(TCP_KEEPINTVL=5)
     else:
         assert options == kernel_defaults()
 
@@ -240,7 +275,7 @@ def test_internal_failure_falls_back_to_original(
     def broken() -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(patch, "current", broken)
+    monkeypatch.setattr(sockopts, "in_force", broken)
     with caplog.at_level(logging.WARNING, logger="keepalive_patch"):
         first = lib.HTTPTransport(retries=2)
         second = lib.HTTPTransport()
@@ -326,11 +361,9 @@ def test_probe_drops_rejected_option_end_to_end(
 ) -> None:
     """Offer an option this kernel refuses (TCP_KEEPIDLE=0 is EINVAL on Linux): it must be
     dropped and logged, never turned into a ConnectError on the request."""
-    from keepalive_patch import options
-
-    real = options.keepalive_options
+    real = sockopts.keepalive_options
     monkeypatch.setattr(
-        options,
+        sockopts,
         "keepalive_options",
         lambda settings: [*real(settings), (TCP, socket.TCP_KEEPIDLE, 0)],
     )
@@ -510,17 +543,14 @@ def _fake_library(name: str, cls: type) -> types.ModuleType:
 
 def test_binds_against_027_signature_positionally() -> None:
     module = _fake_library("fake027", _Fake027)
-    patch.patch_module(module)
+    patch.patch(module)
     ours = keepalive_patch.socket_options()
     mine = [(TCP, socket.TCP_KEEPCNT, 8)]
     # positional up to socket_options, in 0.27's order
     t = module.HTTPTransport(True, None, True, False, None, False, None, None, None, 2, mine)
     assert t.received["trust_env"] is False
     assert t.received["retries"] == 2
-    assert {opt[:2]: opt[2] for opt in t.received["socket_options"]} == {
-        **{opt[:2]: opt[2] for opt in ours},
-        (TCP, socket.TCP_KEEPCNT): 8,
-    }
+    assert t.received["socket_options"] == mine, "their own timing: their keepalive policy"
     # positional up to trust_env only: retries and options are added
     t = module.AsyncHTTPTransport(True, None, True, False, None, False)
     assert t.received["trust_env"] is False
@@ -533,7 +563,7 @@ def test_library_without_socket_options_gets_retries_only(
 ) -> None:
     module = _fake_library("fake024", _Fake024)
     with caplog.at_level(logging.WARNING, logger="keepalive_patch"):
-        patch.patch_module(module)
+        patch.patch(module)
         t = module.HTTPTransport()
         module.HTTPTransport(uds="/x")
     assert t.received["retries"] == 1
@@ -542,10 +572,27 @@ def test_library_without_socket_options_gets_retries_only(
     assert len(notes) == 1
 
 
-def test_merge_options_keeps_caller_values() -> None:
-    keepalive = [(1, 9, 1), (6, 4, 30)]
-    assert patch.merge_options(None, keepalive) == keepalive
-    assert patch.merge_options([(6, 4, 5)], keepalive) == [(6, 4, 5), (1, 9, 1)]
-    assert patch.merge_options(((1, 9, 0),), keepalive) == [(1, 9, 0), (6, 4, 30)]
-    four = (6, 4, None, 4)  # httpcore also accepts (level, optname, None, optlen)
-    assert patch.merge_options([four], keepalive) == [four, (1, 9, 1)]
+SOL, KEEPALIVE = socket.SOL_SOCKET, socket.SO_KEEPALIVE
+OURS = [
+    (SOL, KEEPALIVE, 1),
+    (TCP, socket.TCP_KEEPIDLE, 30),
+    (TCP, socket.TCP_KEEPINTVL, 10),
+    (TCP, socket.TCP_KEEPCNT, 3),
+    (TCP, socket.TCP_USER_TIMEOUT, 60_000),
+]
+
+
+def test_merge_keepalive_is_one_policy() -> None:
+    merge = sockopts.merge
+    assert merge(None, OURS) == OURS
+    nodelay = (TCP, socket.TCP_NODELAY, 1)
+    assert merge([nodelay], OURS) == [nodelay, *OURS], "unrelated options change nothing"
+    assert merge(((SOL, KEEPALIVE, 0),), OURS) == [(SOL, KEEPALIVE, 0)], "switched off: stays off"
+    bare = (SOL, KEEPALIVE, 1)
+    assert merge([bare], OURS) == [bare, *OURS[1:]], "bare SO_KEEPALIVE gets our timings"
+    timed = [bare, (TCP, socket.TCP_KEEPIDLE, 60), (TCP, socket.TCP_KEEPCNT, 5)]
+    assert merge(timed, OURS) == [*timed, OURS[-1]], "their timings: only TCP_USER_TIMEOUT added"
+    own_timeout = (TCP, socket.TCP_USER_TIMEOUT, 1)
+    assert merge([own_timeout], OURS) == [own_timeout, *OURS[:-1]]
+    four = (TCP, socket.TCP_KEEPIDLE, None, 4)  # httpcore also takes (level, optname, None, len)
+    assert merge([four], OURS) == [four, OURS[-1]]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 OFF_WORDS = {"", "0", "false", "no", "off"}
 #: Upper bound for the whole run; the reduced set takes well under a tenth of it.
 TIMEOUT = 40 * 60

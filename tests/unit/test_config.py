@@ -17,9 +17,12 @@ def test_defaults() -> None:
         "interval": 10,
         "count": 3,
         "retries": 1,
-        "user_timeout": 60_000,
+        "user_timeout": 0,
+        "replay": True,
+        "skip": frozenset(),
     }
     assert settings.budget == 60
+    assert settings.suggested_user_timeout == 60_000
     assert set(settings.sources.values()) == {"default"}
 
 
@@ -32,13 +35,16 @@ def test_environment_and_overrides() -> None:
     }
     settings = config.resolve(env, {"count": 6}, source="flag")
     assert (settings.idle, settings.interval, settings.count, settings.retries) == (5, 2, 6, 0)
-    assert settings.user_timeout == (5 + 2 * 6) * 1000, "derived from the budget"
+    assert settings.user_timeout == 0, "opt-in only"
+    assert settings.suggested_user_timeout == (5 + 2 * 6) * 1000, "the budget, as a suggestion"
     assert settings.sources == {
         "idle": "env",
         "interval": "env",
         "count": "flag",
         "retries": "env",
         "user_timeout": "default",
+        "replay": "default",
+        "skip": "default",
     }
 
 
@@ -56,7 +62,8 @@ def test_user_timeout_zero_turns_it_off() -> None:
         ("KEEPALIVE_PATCH_COUNT", "128", "3"),
         ("KEEPALIVE_PATCH_COUNT", "2.5", "3"),
         ("KEEPALIVE_PATCH_RETRIES", "-1", "1"),
-        ("KEEPALIVE_PATCH_USER_TIMEOUT", "soon", "idle + interval x count"),
+        ("KEEPALIVE_PATCH_USER_TIMEOUT", "soon", "0 ms"),
+        ("KEEPALIVE_PATCH_REPLAY", "maybe", "on"),
     ],
 )
 def test_bad_environment_value_logs_once_and_uses_default(
@@ -83,20 +90,15 @@ def test_bounds_are_inclusive() -> None:
     assert (settings.idle, settings.interval, settings.count) == (32767, 1, 127)
 
 
-@pytest.mark.parametrize("word", ["1", "true", "YES", " on "])
+@pytest.mark.parametrize("word", ["1", "true", "YES", " on ", "y", "maybe", "disable", "2"])
 def test_disable_words(word: str) -> None:
-    assert config.is_disabled({"KEEPALIVE_PATCH_DISABLE": word})
+    """The off switch fails closed: anything but the enabled words disables."""
+    assert config.disabled({"KEEPALIVE_PATCH_DISABLE": word})
 
 
-@pytest.mark.parametrize("word", ["", "0", "false", "No", "off"])
+@pytest.mark.parametrize("word", ["", "  ", "0", "false", "No", "off", " OFF "])
 def test_enable_words(word: str) -> None:
-    assert not config.is_disabled({"KEEPALIVE_PATCH_DISABLE": word})
-
-
-def test_unknown_disable_word_warns_and_stays_enabled(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="keepalive_patch"):
-        assert not config.is_disabled({"KEEPALIVE_PATCH_DISABLE": "maybe"})
-    assert "KEEPALIVE_PATCH_DISABLE" in caplog.text
+    assert not config.disabled({"KEEPALIVE_PATCH_DISABLE": word})
 
 
 @pytest.mark.parametrize(
@@ -115,5 +117,6 @@ def test_apply_disabled_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not keepalive_patch.is_applied()
 
 
-def test_start_path_spells_the_disable_variable_like_config() -> None:
+def test_start_path_spells_the_disable_rule_like_config() -> None:
     assert keepalive_patch._DISABLE_VAR == config.DISABLE_VAR
+    assert keepalive_patch._ENABLED_WORDS == config.ENABLED_WORDS

@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 import pytest
 import wrapt
-from conftest import installed_libraries, takes_socket_options
+from support.libs import installed_libraries, takes_socket_options
 
 import keepalive_patch
-from keepalive_patch import patch
+from keepalive_patch.integrations import httpx as patch
 
 LIBS = installed_libraries()
 CLASSES = [getattr(lib, name) for lib in LIBS for name in patch.TRANSPORT_CLASSES]

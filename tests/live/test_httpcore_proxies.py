@@ -21,7 +21,7 @@ from types import ModuleType
 from typing import Any, Callable
 
 import pytest
-from proxy_servers import (
+from support.proxies import (
     HTTPProxyServer,
     LoopbackServer,
     OriginServer,
@@ -30,8 +30,8 @@ from proxy_servers import (
 )
 
 import keepalive_patch
-from keepalive_patch import proxies
-from keepalive_patch.options import read_back
+from keepalive_patch.integrations import httpcore as proxies
+from keepalive_patch.sockopts import read_back
 
 LIBRARIES = {"httpx": "httpcore", "httpx2": "httpcore2"}
 KINDS = ("forward", "tunnel", "socks")
@@ -200,7 +200,8 @@ def test_async_proxy_from_environment(
 # -- the caller's rules ----------------------------------------------------------------------
 
 
-def test_explicit_socket_options_win_per_option(lib: ModuleType, kind: str, route: Any) -> None:
+def test_explicit_keepalive_policy_wins(lib: ModuleType, kind: str, route: Any) -> None:
+    """The caller's own keepalive timing is their policy on the proxy socket too."""
     if not takes_socket_options(lib):
         pytest.skip(f"{lib.__name__} {lib.__version__} transports take no socket_options")
     if not hasattr(socket, "TCP_KEEPIDLE"):
@@ -211,7 +212,8 @@ def test_explicit_socket_options_win_per_option(lib: ModuleType, kind: str, rout
     with lib.Client(transport=transport) as client:
         sock = proxy_socket(client.get(origin.url), proxy)
         got = read_options(sock, keepalive_patch.socket_options())
-    expected = {(level, name): value for level, name, value in keepalive_patch.socket_options()}
+    with socket.socket() as fresh:
+        expected = read_options(fresh, keepalive_patch.socket_options())  # the kernel's own
     expected[(TCP, socket.TCP_KEEPIDLE)] = 77
     assert got.pop((socket.SOL_SOCKET, socket.SO_KEEPALIVE))
     del expected[(socket.SOL_SOCKET, socket.SO_KEEPALIVE)]
@@ -417,7 +419,7 @@ def test_import_loads_no_http_library() -> None:
         "assert not heavy, heavy\n"
         "assert 'keepalive_patch.proxies' not in sys.modules\n"
     )
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root, timeout=60)
 
 
@@ -453,8 +455,8 @@ def test_unknown_core_layout_is_logged_once_and_left_alone(
     module = fake_core("fakecore_nobackend", with_backend_arg=True)  # no AutoBackend anywhere
     inits = {name: getattr(module, name).__dict__["__init__"] for name in proxies.PROXY_CLASSES}
     with caplog.at_level("WARNING", logger="keepalive_patch"):
-        proxies.patch_module(module)
-        proxies.patch_module(module)
+        proxies.patch(module)
+        proxies.patch(module)
     messages = [r.getMessage() for r in caplog.records if "fakecore_nobackend" in r.getMessage()]
     assert messages == [
         "fakecore_nobackend has no AutoBackend where keepalive-patch looks for "
@@ -465,7 +467,7 @@ def test_unknown_core_layout_is_logged_once_and_left_alone(
     # the sync classes found their SyncBackend and are wrapped; a pool still builds
     pool = module.HTTPProxy("http://127.0.0.1:1")
     assert pool.network_backend is None or hasattr(pool.network_backend, "connect_tcp")
-    proxies.unpatch_all()
+    proxies.unpatch()
     keepalive_patch.apply()
     for name in proxies.PROXY_CLASSES:
         assert getattr(module, name).__dict__["__init__"] is inits[name]
@@ -477,8 +479,8 @@ def test_pool_without_network_backend_is_logged_once_and_left_alone(
     module = fake_core("fakecore_noarg", with_backend_arg=False)
     module.AutoBackend = module.SyncBackend  # type: ignore[attr-defined]
     with caplog.at_level("WARNING", logger="keepalive_patch"):
-        proxies.patch_module(module)
-        proxies.patch_module(module)
+        proxies.patch(module)
+        proxies.patch(module)
     messages = [r.getMessage() for r in caplog.records if "fakecore_noarg" in r.getMessage()]
     assert len(messages) == len(proxies.PROXY_CLASSES)
     assert all("takes no network_backend" in m for m in messages)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import socket
 import types
 
-from keepalive_patch import options
-from keepalive_patch.config import Settings
+from keepalive_patch import sockopts as options
+from keepalive_patch.config import defaults
 
-SETTINGS = Settings(idle=30, interval=10, count=3)
+SETTINGS = defaults(idle=30, interval=10, count=3, user_timeout=60_000)
 
 
 def facade(**constants: int) -> types.ModuleType:
@@ -47,7 +47,7 @@ def test_linux() -> None:
 def test_linux_user_timeout_off() -> None:
     names = [
         options.option_name(level, name)
-        for level, name, _ in options.keepalive_options(Settings(user_timeout=0))
+        for level, name, _ in options.keepalive_options(defaults(user_timeout=0))
     ]
     assert "TCP_USER_TIMEOUT" not in names
 

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from apps import clean_env, run_python
-from conftest import installed_libraries, takes_socket_options, version_of
+from support.libs import installed_libraries, takes_socket_options, version_of
+from support.procs import clean_env, run_python
 
 import keepalive_patch
 from keepalive_patch import check, config
@@ -65,9 +65,9 @@ def test_default_check_passes_on_loopback() -> None:
         assert connection["status"] == 200
         assert_as_designed(connection, SO_KEEPALIVE=1, TCP_KEEPIDLE=30)
     assert {name: item["source"] for name, item in report["settings"].items()} == dict.fromkeys(
-        ["idle", "interval", "count", "retries", "user_timeout"], "default"
+        ["idle", "interval", "count", "retries", "user_timeout", "replay", "skip"], "default"
     )
-    assert report["settings"]["user_timeout"]["value"] == 60000
+    assert report["settings"]["user_timeout"]["value"] == 0, "opt-in only"
     assert report["dropped"] == []
     for name in ("httpx", "httpcore", "wrapt"):
         assert report["versions"][name]
@@ -159,7 +159,7 @@ def test_human_report_names_everything() -> None:
 @pytest.fixture
 def restore_settings() -> "Iterator[None]":
     yield
-    config.configure({})
+    config.set_explicit({})
 
 
 def test_only_installed_libraries_are_checked(

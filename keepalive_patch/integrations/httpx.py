@@ -1,0 +1,144 @@
+"""httpx and httpx2: keepalive socket options and a connect retry for every transport.
+
+``HTTPTransport.__init__`` and ``AsyncHTTPTransport.__init__`` are wrapped; the caller's
+arguments are bound against the installed signature and ours are added where the caller set
+none (``retries``) or by the keepalive policy (``socket_options``, see ``sockopts.merge``).
+``uds=`` means no socket options: TCP options on a Unix socket fail every request.
+"""
+
+from __future__ import annotations
+
+import _thread
+import functools
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Callable
+
+from keepalive_patch import sockopts
+from keepalive_patch._log import INFO, WARNING, log_once
+from keepalive_patch._wrapping import (
+    CallerError,
+    InitPlan,
+    KeywordCall,
+    Patcher,
+    Wrapper,
+    class_to_patch,
+    init_wrapper,
+)
+
+if TYPE_CHECKING:
+    import inspect
+    from types import ModuleType
+
+TRANSPORT_CLASSES = ("HTTPTransport", "AsyncHTTPTransport")
+
+_patcher = Patcher()
+
+# The hand-off to the proxy pools (``integrations/httpcore.py``).  httpx builds a transport's
+# proxy pool inside ``HTTPTransport.__init__``, and hands ``SOCKSProxy`` neither
+# ``socket_options`` nor ``retries`` and ``HTTPProxy`` no ``retries``; so while a transport's
+# ``__init__`` runs, its final arguments (ours included) sit in this thread-local for the pool
+# being built on the same thread to read.  The simplest correct design: the pool is built
+# synchronously in the constructor, nested calls restore the outer value, and nothing of it
+# outlives the constructor.
+_building = _thread._local()
+
+
+def building() -> Mapping[str, Any] | None:
+    """The arguments (ours included) of the transport being built on this thread, if any."""
+    arguments: Mapping[str, Any] | None = getattr(_building, "arguments", None)
+    return arguments
+
+
+class _TransportPlan(InitPlan):
+    """How to add our arguments to one transport ``__init__``, learnt from its signature."""
+
+    def __init__(self, init: Callable[..., None], label: str) -> None:
+        super().__init__(init, label)
+        names = self.signature.parameters
+        self.takes_retries = "retries" in names
+        self.takes_options = "socket_options" in names
+        if not self.takes_options:
+            library = label.rpartition(".")[0]
+            log_once(
+                "nosockopts:" + library,
+                WARNING,
+                "%s transports take no socket_options (httpx < 0.25); injecting retries only",
+                library,
+            )
+
+    def rewrite(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> inspect.BoundArguments | KeywordCall | None:
+        """The caller's arguments with keepalive options and retries added where unset.
+
+        ``None`` when the arguments do not fit the signature: httpx should raise its own error.
+        """
+        bound = self.bind(args, kwargs)
+        if bound is None:
+            return None
+        arguments = bound.arguments
+        state = sockopts.in_force()
+        if state.settings.retries and self.takes_retries and "retries" not in arguments:
+            arguments["retries"] = state.settings.retries
+        if self.takes_options and state.options and arguments.get("uds") is None:
+            arguments["socket_options"] = _merge_callers(arguments.get("socket_options"), state)
+        return bound
+
+    def call(
+        self, wrapped: Callable[..., None], bound: inspect.BoundArguments | KeywordCall
+    ) -> None:
+        """Build the transport with its final arguments visible to the proxy pool it builds."""
+        previous = getattr(_building, "arguments", None)
+        _building.arguments = bound.arguments
+        try:
+            wrapped(*bound.args, **bound.kwargs)
+        finally:
+            _building.arguments = previous
+
+
+def _merge_callers(given: Any, state: sockopts.InForce) -> list[Any]:
+    """``sockopts.merge``; an error reading the caller's own options (a generator) is theirs."""
+    if given is not None and not isinstance(given, (list, tuple)):
+        try:
+            given = list(given)
+        except Exception as exc:
+            raise CallerError(exc) from exc
+    return sockopts.merge(given, state.options)
+
+
+def _wrapper_for(init: Callable[..., None], label: str) -> Wrapper:
+    return init_wrapper(_TransportPlan(init, label))
+
+
+def patch(module: ModuleType) -> None:
+    """Wrap the transport classes of an imported httpx-like module, once per class."""
+    library = module.__name__
+    for class_name in TRANSPORT_CLASSES:
+        cls = class_to_patch(module, class_name, "not patched")
+        if cls is not None:
+            label = f"{library}.{class_name}"
+            _patcher.wrap(cls, "__init__", functools.partial(_wrapper_for, label=label))
+    log_once("patched:" + library, INFO, "keepalive-patch applied to %s", library)
+
+
+def unpatch() -> None:
+    """Restore the exact original ``__init__`` objects; disarm ours where another wraps it."""
+    _patcher.unwrap_all()
+
+
+def takes_socket_options(module: ModuleType) -> bool:
+    """Whether ``module``'s transports can carry keepalive options at all (httpx >= 0.25)."""
+    import inspect
+
+    init = getattr(module.HTTPTransport.__init__, "__wrapped__", module.HTTPTransport.__init__)
+    return "socket_options" in inspect.signature(init).parameters
+
+
+def original_init(cls: type) -> Any:
+    """The ``__init__`` a patched transport class had before us."""
+    return _patcher.original(cls)
+
+
+def patched_classes() -> list[type]:
+    """The transport classes currently patched."""
+    return _patcher.classes()
