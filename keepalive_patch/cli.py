@@ -7,6 +7,7 @@ friends freely.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -178,8 +179,13 @@ def child_environment(environ: dict[str, str], values: dict[str, Any]) -> dict[s
 def run(command: list[str], values: dict[str, Any]) -> int:
     """Replace this process with ``command`` (on Windows: run it and return its exit code)."""
     env = child_environment(dict(os.environ), values)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):  # None when the launcher was started with it closed
+        if stream is not None:
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+    if not command[0]:  # execvpe("") raises ValueError; a shell says "command not found"
+        print(f"{PROG} run: command not found: {command[0]!r}", file=sys.stderr)
+        return 127
     try:
         if sys.platform == "win32":  # no real exec there: the caller would see our exit early
             import subprocess
@@ -196,6 +202,15 @@ def run(command: list[str], values: dict[str, Any]) -> int:
         print(f"{PROG} run: cannot run {command[0]}: {exc.strerror or exc}", file=sys.stderr)
         return 126
     return 0  # pragma: no cover - execvpe does not return
+
+
+def _hint(user: bool) -> str:
+    """What may work instead when the .pth cannot be written: only what can work here."""
+    import site
+
+    if not user and site.ENABLE_USER_SITE:
+        return " (try --user, or run it as the owner of this environment)"
+    return " (run it as the owner of this environment)"
 
 
 class _Refused(Exception):
@@ -220,19 +235,15 @@ def pth_directory(user: bool) -> str:
 
 def set_enabled(enabled: bool, user: bool) -> int:
     """Write or remove the .pth file; report what was done, idempotently."""
+    path = PTH_NAME
     try:
-        directory = pth_directory(user)
-        path = os.path.join(directory, PTH_NAME)
+        path = os.path.join(pth_directory(user), PTH_NAME)
         message = _write_pth(path) if enabled else _remove_pth(path)
     except _Refused as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        hint = "" if user else " (try --user, or run it as the owner of this environment)"
-        print(
-            f"{PROG}: cannot change {exc.filename or directory}: {exc.strerror or exc}{hint}",
-            file=sys.stderr,
-        )
+        print(f"{PROG}: cannot change {path}: {exc.strerror or exc}{_hint(user)}", file=sys.stderr)
         return 1
     print(message)
     return 0

@@ -5,6 +5,7 @@
 """
 
 import os
+import shlex
 import shutil
 import site
 import subprocess
@@ -116,6 +117,25 @@ def test_run_reports_a_missing_command() -> None:
     assert "command not found: no-such-command-here" in result.stderr
 
 
+def test_run_reports_an_empty_command_as_not_found() -> None:
+    result = run_python([str(SCRIPT), "run", "--", ""], clean_env(), check=False)
+    assert result.returncode == 127
+    assert "command not found: ''" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("closed", [">&-", "2>&-", ">&- 2>&-"])
+def test_run_with_a_closed_output_stream_still_runs_the_command(
+    closed: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    shell = f"{shlex.quote(str(SCRIPT))} run -- sh -c 'touch {marker}; exit 3' {closed}"
+    result = run_python(["sh", "-c", shell], clean_env(), check=False)
+    assert marker.exists(), result.stderr
+    assert result.returncode == 3
+    assert "Traceback" not in result.stderr
+
+
 @LAUNCHERS
 def test_path_prints_the_bootstrap_directory(launcher: "list[str]") -> None:
     printed = run_python([*launcher, "path"], clean_env()).stdout.strip()
@@ -184,6 +204,20 @@ def test_enable_user_refused_in_a_virtualenv(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "does not read the user site-packages" in result.stderr
+
+
+def test_enable_that_cannot_write_names_the_pth_and_suggests_only_what_works(
+    tmp_path: Path,
+) -> None:
+    """A virtualenv has no user site, so ``--user`` is not suggested; the error names the .pth."""
+    python, purelib = throwaway_venv(tmp_path / "venv")
+    (purelib / cli.PTH_NAME).mkdir()  # root ignores permissions: make the write fail another way
+    result = run_python([str(python), "-m", "keepalive_patch", "enable"], clean_env(), check=False)
+    assert result.returncode == 1
+    assert f"cannot change {purelib / cli.PTH_NAME}:" in result.stderr
+    assert ".tmp" not in result.stderr
+    assert "--user" not in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def _base_python() -> Path:
