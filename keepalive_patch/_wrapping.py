@@ -7,16 +7,15 @@ so the class is first given a tiny arming stub; the first call imports wrapt and
 wrapper in the stub's place.  A process that imports httpx without building a client never pays
 for wrapt.
 
-Rewriting an ``__init__``'s arguments is the common case: ``InitPlan`` binds the caller's
-arguments against the installed signature (never guessed: httpx changed its positional order
-between releases) and ``init_wrapper`` makes the wrapper that applies a plan.
+Rewriting an ``__init__``'s arguments is the common case: an ``InitPlan`` says what to add to
+a call's arguments by name, and ``init_wrapper`` makes the wrapper that applies it.
 """
 
 from __future__ import annotations
 
 import _thread
 import inspect
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Dict, Tuple  # noqa: UP035 - runtime aliases, 3.9
 
 from keepalive_patch._log import WARNING, log_once
 
@@ -27,27 +26,19 @@ if TYPE_CHECKING:
 Wrapper = Callable[[Callable[..., Any], Any, "tuple[Any, ...]", "dict[str, Any]"], Any]
 
 
-class KeywordCall:
-    """A call made with keywords only, the way ``Client()`` builds its transports.
-
-    Quacks like ``inspect.BoundArguments`` for what plans use: ``arguments`` by name, and the
-    ``args`` / ``kwargs`` to call with.  Binding such a call with ``Signature.bind`` costs more
-    than the rest of a cheap constructor (a transport with a shared SSL context), so plans skip it.
-    """
-
-    __slots__ = ("arguments",)
-    args: tuple[Any, ...] = ()
-
-    def __init__(self, arguments: dict[str, Any]) -> None:
-        self.arguments = arguments
-
-    @property
-    def kwargs(self) -> dict[str, Any]:
-        return self.arguments
+#: A call's positional and keyword arguments, as they are passed on.
+Call = Tuple[Tuple[Any, ...], Dict[str, Any]]  # noqa: UP006
 
 
 class InitPlan:
-    """How to rewrite the arguments of one class's ``__init__``; subclasses say how."""
+    """How to rewrite the arguments of one class's ``__init__``: subclasses define ``adjust``.
+
+    The caller's arguments are bound against the installed signature, never guessed: httpx
+    changed its positional order between releases.  A keyword-only call naming only known
+    parameters, the required ones included, binds to itself: that is how ``Client()`` builds its
+    transports, and ``Signature.bind`` would cost more than the rest of a cheap constructor (a
+    transport sharing one SSL context).
+    """
 
     def __init__(self, init: Callable[..., None], label: str) -> None:
         #: The original ``__init__``'s own signature, less ``self``.
@@ -64,32 +55,27 @@ class InitPlan:
             parameter.name for parameter in by_keyword if parameter.default is parameter.empty
         )
 
-    def bind(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> inspect.BoundArguments | KeywordCall | None:
-        """The call's arguments by name; ``None`` if they do not fit (the library raises then).
-
-        A keyword-only call naming only known parameters, required ones included, binds to
-        itself; anything else goes through ``Signature.bind``.
-        """
-        if not args and self._required <= kwargs.keys() <= self._keywords:
-            return KeywordCall(dict(kwargs))
-        try:
-            return self.signature.bind(*args, **kwargs)
-        except TypeError:
-            return None
-
-    def rewrite(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> inspect.BoundArguments | KeywordCall | None:
-        """The call's arguments with ours added, or ``None`` to leave the call untouched."""
+    def adjust(self, arguments: dict[str, Any]) -> bool:
+        """Add ours to the call's ``arguments`` (by name, as given); False leaves the call as is."""
         raise NotImplementedError
 
+    def rewrite(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call | None:
+        """The call's arguments with ours added; ``None`` leaves it untouched (also when the
+        arguments do not fit the signature: the library raises its own error then)."""
+        if not args and self._required <= kwargs.keys() <= self._keywords:
+            arguments = dict(kwargs)
+            return ((), arguments) if self.adjust(arguments) else None
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError:
+            return None
+        return (bound.args, bound.kwargs) if self.adjust(bound.arguments) else None
+
     def call(
-        self, wrapped: Callable[..., None], bound: inspect.BoundArguments | KeywordCall
+        self, wrapped: Callable[..., None], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
         """Call the original with the rewritten arguments."""
-        wrapped(*bound.args, **bound.kwargs)
+        wrapped(*args, **kwargs)
 
 
 class CallerError(Exception):
@@ -114,7 +100,7 @@ def init_wrapper(plan: InitPlan) -> Wrapper:
         kwargs: dict[str, Any],
     ) -> None:
         try:
-            bound = plan.rewrite(args, kwargs)
+            call = plan.rewrite(args, kwargs)
         except CallerError as caller_error:
             raise caller_error.error from None
         except Exception:
@@ -126,9 +112,9 @@ def init_wrapper(plan: InitPlan) -> Wrapper:
                 exc_info=True,
             )
             return wrapped(*args, **kwargs)
-        if bound is None:
+        if call is None:
             return wrapped(*args, **kwargs)
-        return plan.call(wrapped, bound)
+        return plan.call(wrapped, *call)
 
     return keepalive_init
 
@@ -160,6 +146,9 @@ class _Entry:
         self.wrapper = wrapper
         #: False once removed: a wrapper someone else still holds then passes straight through.
         self.active = True
+
+    def is_active(self) -> bool:
+        return self.active
 
 
 class Patcher:
@@ -220,7 +209,11 @@ class Patcher:
             return None
         with self._lock:
             if not armed and entry.active:
-                armed.append(wrapt.FunctionWrapper(entry.original, _guarded(entry)))
+                # ``enabled`` is asked before every call: False once removed, so a wrapper that
+                # someone else's chain still holds passes straight through.
+                armed.append(
+                    wrapt.FunctionWrapper(entry.original, entry.wrapper, enabled=entry.is_active)
+                )
                 if cls.__dict__.get(attribute) is stub:
                     setattr(cls, attribute, armed[0])
                     entry.replacement = armed[0]
@@ -253,17 +246,3 @@ class Patcher:
         """The classes with at least one method wrapped now."""
         with self._lock:
             return list(dict.fromkeys(cls for cls, _ in self._entries))
-
-
-def _guarded(entry: _Entry) -> Wrapper:
-    """``entry.wrapper``, turned into a pass-through once the entry is removed."""
-    wrapper = entry.wrapper
-
-    def keepalive_guard(
-        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        if not entry.active:
-            return wrapped(*args, **kwargs)
-        return wrapper(wrapped, instance, args, kwargs)
-
-    return keepalive_guard

@@ -27,7 +27,6 @@ from keepalive_patch._log import INFO, WARNING, log_once
 from keepalive_patch._wrapping import (
     CallerError,
     InitPlan,
-    KeywordCall,
     Patcher,
     Wrapper,
     class_to_patch,
@@ -173,16 +172,10 @@ class _ProxyPlan(InitPlan):
         )
         self.takes_options = _takes_socket_options(self.make_default)
 
-    def rewrite(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> inspect.BoundArguments | KeywordCall | None:
-        """The pool's arguments with our backend added; ``None`` to leave the call untouched."""
-        bound = self.bind(args, kwargs)
-        if bound is None:
-            return None  # httpcore raises its own error
-        arguments = bound.arguments
+    def adjust(self, arguments: dict[str, Any]) -> bool:
+        """Give the pool our backend, unless the caller gave one (theirs to configure)."""
         if arguments.get("network_backend") is not None:
-            return None  # the caller's own backend: theirs to configure
+            return False
         transport = building()
         source = arguments if transport is None else transport
         options = source.get("socket_options")
@@ -206,12 +199,12 @@ class _ProxyPlan(InitPlan):
             )
             options = []
         if not options and not retries:
-            return None
+            return False
         backend_class = AsyncKeepaliveBackend if self.is_async else KeepaliveBackend
         arguments["network_backend"] = backend_class(
             self.make_default(), options, retries, self.retry_on
         )
-        return bound
+        return True
 
 
 def _default_backend(module: ModuleType, is_async: bool) -> Callable[[], Any]:

@@ -18,7 +18,6 @@ from keepalive_patch._log import INFO, WARNING, log_once
 from keepalive_patch._wrapping import (
     CallerError,
     InitPlan,
-    KeywordCall,
     Patcher,
     Wrapper,
     class_to_patch,
@@ -26,7 +25,6 @@ from keepalive_patch._wrapping import (
 )
 
 if TYPE_CHECKING:
-    import inspect
     from types import ModuleType
 
 TRANSPORT_CLASSES = ("HTTPTransport", "AsyncHTTPTransport")
@@ -66,32 +64,32 @@ class _TransportPlan(InitPlan):
                 library,
             )
 
-    def rewrite(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> inspect.BoundArguments | KeywordCall | None:
-        """The caller's arguments with keepalive options and retries added where unset.
-
-        ``None`` when the arguments do not fit the signature: httpx should raise its own error.
-        """
-        bound = self.bind(args, kwargs)
-        if bound is None:
-            return None
-        arguments = bound.arguments
+    def adjust(self, arguments: dict[str, Any]) -> bool:
+        """Add keepalive options and retries where the caller set none (by the policy)."""
         state = sockopts.in_force()
-        if state.settings.retries and self.takes_retries and "retries" not in arguments:
-            arguments["retries"] = state.settings.retries
+        retries = state.settings.retries
+        if retries and self.takes_retries and "retries" not in arguments:
+            arguments["retries"] = retries
         if self.takes_options and state.options and arguments.get("uds") is None:
-            arguments["socket_options"] = _merge_callers(arguments.get("socket_options"), state)
-        return bound
+            given = arguments.get("socket_options")
+            if given is None:
+                arguments["socket_options"] = list(state.options)
+            else:
+                arguments["socket_options"] = _merge_callers(given, state)
+        return True
 
     def call(
-        self, wrapped: Callable[..., None], bound: inspect.BoundArguments | KeywordCall
+        self, wrapped: Callable[..., None], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
-        """Build the transport with its final arguments visible to the proxy pool it builds."""
+        """Build the transport; one with a proxy pool sees our arguments (the hand-off above)."""
+        arguments = kwargs if not args else self.signature.bind(*args, **kwargs).arguments
+        if arguments.get("proxy") is None:
+            wrapped(*args, **kwargs)
+            return
         previous = getattr(_building, "arguments", None)
-        _building.arguments = bound.arguments
+        _building.arguments = arguments
         try:
-            wrapped(*bound.args, **bound.kwargs)
+            wrapped(*args, **kwargs)
         finally:
             _building.arguments = previous
 
