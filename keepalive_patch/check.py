@@ -1,109 +1,320 @@
 """``keepalive-patch check``: what the patch does on this host, proven on live connections.
 
-For each installed library (httpx, httpx2) a sync and an async client open a real connection, to
-the given URL or to a loopback server started here, and the options are read back with
-``getsockopt`` from the connection's own socket.  A library whose transports take no
-``socket_options`` (httpx < 0.25) gets only the connect retry: its connections are reported as
-failing, with that reason, because keepalive is not in force there.
+Each installed HTTP stack (``PROBES``) makes a real request, to the given URL or to a loopback
+server started here, and the keepalive options are read back with ``getsockopt`` from that
+connection's own socket.  The outcome of each connection is one of:
+
+- ``ok``: the socket carries every option in force;
+- ``missing``: the request worked but the socket lacks options (exit status 1);
+- ``retries-only``: httpx < 0.25 takes no ``socket_options``: only the connect retry applies
+  (exit status 1: keepalive is not in force there);
+- ``failed``: the request itself failed, so nothing could be read back (exit status 3 when no
+  connection was ``missing``): a network or server problem, not the patch's.
+
+``--timeout`` bounds the whole command: connections not done by then are reported as failed.
 """
 
+from __future__ import annotations
+
+import contextlib
+import http.server
 import json
 import logging
 import platform
+import socket
 import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, TextIO
 
 import keepalive_patch
 from keepalive_patch import _log, config, sockopts
+from keepalive_patch.sockopts import SocketOption
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    import socket
-    from collections.abc import Iterator, Mapping
-    from typing import Any, TextIO
-
-#: library -> the core library it is built on.
-LIBRARIES = {"httpx": "httpcore", "httpx2": "httpcore2"}
-DISTRIBUTIONS = ("httpx", "httpcore", "httpx2", "httpcore2", "wrapt")
-TRANSPORTS = ("sync", "async")
-UNITS = {"idle": "s", "interval": "s", "count": "", "retries": "", "user_timeout": "ms"}
+DISTRIBUTIONS = ("httpx", "httpcore", "httpx2", "httpcore2", "urllib3", "requests", "aiohttp")
+#: Exit statuses (2 is argparse's usage error).
+OK, MISSING, FAILED = 0, 1, 3
+#: The default ``--timeout``: what a person waits for.
+TIMEOUT = 10.0
 
 
-def run(
-    url: "str | None",
-    overrides: "Mapping[str, int | None]",
-    as_json: bool = False,
-    out: "TextIO | None" = None,
-    err: "TextIO | None" = None,
-) -> int:
-    """Gather the report, print it, and return the exit status (0 all good, 1 otherwise)."""
-    out = sys.stdout if out is None else out
-    err = sys.stderr if err is None else err
-    report = gather(url, overrides, err)
-    if as_json:
-        json.dump(report, out, indent=2)
-        out.write("\n")
-    else:
-        out.write(render(report))
-    return 0 if report["ok"] else 1
+class Transport(Protocol):
+    """What ``check`` needs of an httpx-like module's transports."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None: ...
 
 
-def gather(
-    url: "str | None", overrides: "Mapping[str, int | None]", err: "TextIO"
-) -> "dict[str, Any]":
-    """Everything ``check`` reports, as plain data (the ``--json`` output)."""
-    warnings = _Collector()
-    package_logger = _log.logger()
-    package_logger.addHandler(warnings)
-    _log.forget()  # say again what was said before this handler listened
-    try:
-        if any(value is not None for value in overrides.values()):
-            config.set_explicit(overrides, "flag")
-        probed = sockopts.in_force()
-        settings = probed.settings
-        report: dict[str, Any] = {
+class HttpxLike(Protocol):
+    """An httpx-like module: ``httpx`` or ``httpx2``."""
+
+    __version__: str
+    HTTPTransport: type[Transport]
+
+    def Client(self, **kwargs: Any) -> Any: ...
+
+    def AsyncClient(self, **kwargs: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One option as set in force next to what ``getsockopt`` read from the live socket."""
+
+    option: SocketOption
+    actual: int | None
+
+    @property
+    def name(self) -> str:
+        return sockopts.option_name(self.option[0], self.option[1])
+
+    @property
+    def ok(self) -> bool:
+        if self.actual is None:
+            return False
+        if self.option[:2] == (socket.SOL_SOCKET, socket.SO_KEEPALIVE):
+            return bool(self.actual) == bool(self.option[2])  # any non-zero value on some OSes
+        return self.actual == self.option[2]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "value": self.option[2],
+            "expected": self.option[2],
+            "actual": self.actual,
+            "ok": self.ok,
+        }
+
+
+@dataclass
+class Connection:
+    """One request through one library: what its socket carried, or why there was none."""
+
+    library: str
+    transport: str
+    status: int | None = None
+    retries: int | None = None
+    readings: list[Reading] = field(default_factory=list)
+    error: str | None = None
+    note: str | None = None
+    takes_socket_options: bool | None = None
+
+    #: Why no request was made: the library is named in ``KEEPALIVE_PATCH_SKIP``.
+    skipped: str | None = None
+
+    @property
+    def outcome(self) -> str:
+        if self.skipped is not None:
+            return "skipped"
+        if self.error is not None:
+            return "failed"
+        if self.note is not None:
+            return "retries-only"
+        if self.readings and all(reading.ok for reading in self.readings):
+            return "ok"
+        return "missing"
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "ok"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "library": self.library,
+            "transport": self.transport,
+            "outcome": self.outcome,
+            "ok": self.ok,
+            "status": self.status,
+            "retries": self.retries,
+            "error": self.error,
+            "note": self.note,
+            "takes_socket_options": self.takes_socket_options,
+            "skipped": self.skipped,
+            "options": [reading.to_json() for reading in self.readings],
+        }
+
+
+@dataclass
+class Report:
+    """Everything ``check`` found; ``to_json`` and ``render`` are its two views."""
+
+    in_force: sockopts.InForce
+    disabled: bool
+    applied: bool
+    target: str
+    connections: list[Connection]
+    warnings: list[str]
+
+    @property
+    def outcome(self) -> str:
+        outcomes = {c.outcome for c in self.connections} - {"skipped"}
+        if not outcomes:
+            return "nothing"
+        if outcomes == {"ok"}:
+            return "ok"
+        if outcomes & {"missing", "retries-only"}:
+            return "missing"
+        return "failed"
+
+    @property
+    def status(self) -> int:
+        return {"ok": OK, "failed": FAILED}.get(self.outcome, MISSING)
+
+    def to_json(self) -> dict[str, Any]:
+        settings = self.in_force.settings
+        return {
             "keepalive_patch": keepalive_patch.__version__,
             "python": platform.python_version(),
             "implementation": platform.python_implementation(),
             "executable": sys.executable,
             "platform": platform.platform(),
-            "versions": {name: _version(name) for name in DISTRIBUTIONS},
-            "applied": keepalive_patch.is_applied(),
-            "disabled_by": config.DISABLE_VAR if config.disabled() else None,
+            "versions": {name: _version(name) for name in (*DISTRIBUTIONS, "wrapt")},
+            "applied": self.applied,
+            "disabled_by": config.DISABLE_VAR if self.disabled else None,
             "settings": {
-                s.name: {
-                    "value": _plain(getattr(settings, s.name)),
-                    "source": settings.sources[s.name],
+                row.name: {
+                    "value": _plain(getattr(settings, row.name)),
+                    "source": settings.sources.get(row.name, "default"),
                 }
-                for s in config.TABLE
+                for row in config.TABLE
             },
-            "options": [_option_dict(option) for option in probed.options],
+            "options": [_option_json(option) for option in self.in_force.options],
             "dropped": [
-                dict(_option_dict(option), reason=reason) for option, reason in probed.rejected
+                dict(_option_json(option), reason=reason)
+                for option, reason in self.in_force.rejected
             ],
+            "warnings": self.warnings,
+            "target": self.target,
+            "connections": [connection.to_json() for connection in self.connections],
+            "outcome": self.outcome,
+            "ok": self.outcome == "ok",
         }
-        report["target"], report["connections"] = _connect_all(url, probed.options, err)
-    finally:
-        package_logger.removeHandler(warnings)
-    report["warnings"] = warnings.messages
-    report["ok"] = bool(report["connections"]) and all(c["ok"] for c in report["connections"])
-    return report
+
+    def render(self) -> str:
+        """The human-readable report."""
+        data = self.to_json()
+        versions = data["versions"]
+        lines = [
+            f"keepalive-patch {data['keepalive_patch']}",
+            f"Python {data['python']} ({data['implementation']}, {data['executable']}) "
+            f"on {data['platform']}",
+            "Packages: "
+            + ", ".join(
+                f"{name} {version or 'not installed'}" for name, version in versions.items()
+            ),
+        ]
+        if self.disabled:
+            lines.append(
+                f"Patch: DISABLED by {config.DISABLE_VAR} (nothing below is applied; any value "
+                "but 0/false/no/off/empty disables)"
+            )
+        else:
+            lines.append("Patch: " + ("applied" if self.applied else "not applied"))
+        lines += ["", "Settings (value, source):"]
+        for row in config.TABLE:
+            item = data["settings"][row.name]
+            value = row.show(getattr(self.in_force.settings, row.name))
+            lines.append(f"  {row.name:<13} {value:<10} {item['source']}")
+        lines += ["", "Socket options this host accepts (set on every connection that takes them):"]
+        lines += [f"  {o['name']:<17} {o['value']}" for o in data["options"]] or ["  none"]
+        dropped = ", ".join(f"{d['name']}={d['value']} ({d['reason']})" for d in data["dropped"])
+        lines.append("Dropped: " + (dropped or "none"))
+        lines += [f"Warning: {message}" for message in self.warnings]
+        lines += ["", f"Live connections to {self.target}, read back with getsockopt:"]
+        if not self.connections:
+            lines.append("  none: no HTTP library keepalive-patch covers is installed")
+        lines += [_render_connection(connection) for connection in self.connections]
+        lines.append("")
+        lines += self._verdicts(versions)
+        return "\n".join(lines) + "\n"
+
+    def _verdicts(self, versions: Mapping[str, str | None]) -> list[str]:
+        outcomes = [connection.outcome for connection in self.connections]
+        lines = []
+        if self.outcome == "ok":
+            lines.append("OK: every installed library's connections carry the keepalive options.")
+        elif self.outcome == "nothing":
+            lines.append(
+                "FAIL: nothing to check; install a library keepalive-patch covers "
+                "(httpx, httpx2, requests, urllib3, aiohttp) or leave it out of "
+                f"{config.BY_NAME['skip'].env}."
+            )
+        for library in sorted({c.library for c in self.connections if c.note}):
+            lines.append(
+                f"FAIL: keepalive is not in force for {library} {versions.get(library)}: its "
+                "transports take no socket_options (httpx < 0.25), so only the connect retry is "
+                "applied; httpx >= 0.25 gets keepalive."
+            )
+        if "missing" in outcomes:
+            lines.append("FAIL: some connections lack the keepalive options (see above).")
+        if "failed" in outcomes:
+            lines.append(
+                "REQUEST FAILED: some requests failed before their options could be read back "
+                "(see above); that is the network or the server, not the patch."
+            )
+        return lines
 
 
-def _plain(value: "Any") -> "Any":
-    return sorted(value) if isinstance(value, frozenset) else value
+def _render_connection(connection: Connection) -> str:
+    label = f"  {connection.library:<7} {connection.transport:<6}"
+    if connection.skipped is not None:
+        return f"{label} SKIPPED  {connection.skipped}"
+    if connection.error is not None:
+        return f"{label} REQUEST FAILED  {connection.error}"
+    verdict = "OK  " if connection.ok else "FAIL"
+    if connection.note is not None:  # nothing was expected of the socket: show what it has
+        shown = " ".join(f"{r.name}={r.actual}" for r in connection.readings)
+        return f"{label} {verdict}  {connection.note} (retries={connection.retries}); {shown}"
+    shown = " ".join(
+        f"{r.name}={r.actual}" if r.ok else f"{r.name}={r.actual} (expected {r.option[2]})"
+        for r in connection.readings
+    )
+    return f"{label} {verdict}  {shown or 'no options to compare'}"
 
 
-def _version(distribution: str) -> "str | None":
-    from importlib import metadata
+def run(
+    url: str | None,
+    overrides: Mapping[str, Any],
+    as_json: bool = False,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    timeout: float = TIMEOUT,
+) -> int:
+    """Gather the report, print it, and return the exit status (see the module docstring)."""
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    report = gather(url, overrides, err, timeout)
+    if as_json:
+        json.dump(report.to_json(), out, indent=2)
+        out.write("\n")
+    else:
+        out.write(report.render())
+    return report.status
 
+
+def gather(
+    url: str | None, overrides: Mapping[str, Any], err: TextIO, timeout: float = TIMEOUT
+) -> Report:
+    """Everything ``check`` reports; never raises on configuration."""
+    collector = _Collector()
+    package_logger = _log.logger()
+    package_logger.addHandler(collector)
+    _log.forget()  # say again what was said before this handler listened
     try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _option_dict(option: "tuple[int, int, int]") -> "dict[str, Any]":
-    return {"name": sockopts.option_name(option[0], option[1]), "value": option[2]}
+        if any(value is not None for value in overrides.values()):
+            config.set_explicit(overrides, "flag")
+        state = sockopts.in_force()
+        target, connections = _connect_all(url, state.options, err, timeout)
+    finally:
+        package_logger.removeHandler(collector)
+    return Report(
+        in_force=state,
+        disabled=config.disabled(),
+        applied=keepalive_patch.is_applied(),
+        target=target,
+        connections=connections,
+        warnings=collector.messages,
+    )
 
 
 class _Collector(logging.Handler):
@@ -117,249 +328,322 @@ class _Collector(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def _connect_all(
-    url: "str | None", expected: "list[tuple[int, int, int]]", err: "TextIO"
-) -> "tuple[str, list[dict[str, Any]]]":
-    installed = [name for name in LIBRARIES if _importable(name)]
-    if url is not None:
-        return url, [
-            _connect(name, mode, url, True, expected, err)
-            for name in installed
-            for mode in TRANSPORTS
-        ]
-    with _loopback_server() as loopback_url:
-        return f"{loopback_url} (loopback server started by check)", [
-            _connect(name, mode, loopback_url, False, expected, None)
-            for name in installed
-            for mode in TRANSPORTS
-        ]
+# -- what to try ------------------------------------------------------------------------------
+
+#: What one probe returns: the status, the connect retries in force, and the live socket's
+#: readings of the expected options.
+Result = tuple[int, "int | None", "list[Reading]"]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One library, one transport flavour, and how to make a request that exposes its socket.
+
+    ``integration`` names the registry entry that puts the options on these sockets: a library
+    is tried only where its integration is registered and its package installed.
+    """
+
+    library: str
+    transport: str
+    integration: str
+    request: Callable[[str, bool, list[SocketOption], float], Result]
+
+
+def _probes() -> list[Probe]:
+    from keepalive_patch import integrations
+
+    probes = []
+    for name in ("httpx", "httpx2"):
+        probes.append(Probe(name, "sync", "httpx", _httpx_sync(name)))
+        probes.append(Probe(name, "async", "httpx", _httpx_async(name)))
+    probes.append(Probe("requests", "sync", "urllib3", _requests))
+    probes.append(Probe("urllib3", "sync", "urllib3", _urllib3))
+    probes.append(Probe("aiohttp", "async", "aiohttp", _aiohttp))
+    return [
+        probe
+        for probe in probes
+        if probe.integration in integrations.WATCHED and _importable(probe.library)
+    ]
 
 
 def _importable(name: str) -> bool:
     import importlib.util
 
-    return sys.modules.get(name) is not None or importlib.util.find_spec(name) is not None
+    if name in sys.modules:
+        return sys.modules[name] is not None
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _connect_all(
+    url: str | None, expected: list[SocketOption], err: TextIO, timeout: float
+) -> tuple[str, list[Connection]]:
+    probes = _probes()
+    if url is not None:
+        return url, _within(timeout, probes, url, True, expected, err)
+    with _loopback_server() as loopback_url:
+        connections = _within(timeout, probes, loopback_url, False, expected, None)
+        return f"{loopback_url} (loopback server started by check)", connections
+
+
+def _within(
+    timeout: float,
+    probes: list[Probe],
+    url: str,
+    trust_env: bool,
+    expected: list[SocketOption],
+    progress: TextIO | None,
+) -> list[Connection]:
+    """Run the probes on a worker thread and stop waiting at the deadline, whatever hangs."""
+    deadline = time.monotonic() + timeout
+    done: list[Connection] = []
+
+    def work() -> None:
+        for index, probe in enumerate(probes):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            share = remaining / (len(probes) - index)  # one hung server cannot starve the rest
+            done.append(_connect(probe, url, trust_env, expected, progress, share))
+
+    worker = threading.Thread(target=work, name="keepalive-patch-check", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    connections = list(done)
+    for probe in probes[len(connections) :]:
+        connections.append(
+            Connection(
+                probe.library,
+                probe.transport,
+                error=f"TimeoutError: not done within the --timeout of {timeout:g} s",
+            )
+        )
+    return connections
 
 
 def _connect(
-    library: str,
-    mode: str,
+    probe: Probe,
     url: str,
     trust_env: bool,
-    expected: "list[tuple[int, int, int]]",
-    progress: "TextIO | None",
-) -> "dict[str, Any]":
-    """One request through ``library``'s ``mode`` client; the options its socket carries."""
-    result: dict[str, Any] = {
-        "library": library,
-        "transport": mode,
-        "ok": False,
-        "error": None,
-        "note": None,
-        "takes_socket_options": None,
-    }
+    expected: list[SocketOption],
+    progress: TextIO | None,
+    timeout: float,
+) -> Connection:
+    """One request through ``probe``; the options its socket carries, or why there were none."""
+    connection = Connection(probe.library, probe.transport)
+    skip = config.current().skip
+    if probe.integration in skip or probe.library in skip:
+        connection.skipped = f"left alone: {config.BY_NAME['skip'].env} names it"
+        return connection
     if progress is not None:
-        progress.write(f"keepalive-patch check: connecting to {url} with {library} ({mode})...\n")
+        progress.write(
+            f"keepalive-patch check: connecting to {url} with {probe.library} "
+            f"({probe.transport})...\n"
+        )
         progress.flush()
-    try:
+    if probe.library in ("httpx", "httpx2"):
         import importlib
 
-        module = importlib.import_module(library)
-        result["takes_socket_options"] = takes_socket_options(module)
-        if not result["takes_socket_options"]:
-            result["note"] = (
-                f"{library} {getattr(module, '__version__', '')} takes no socket_options "
+        from keepalive_patch.integrations.httpx import takes_socket_options
+
+        module = importlib.import_module(probe.library)
+        connection.takes_socket_options = takes_socket_options(module)
+        if not connection.takes_socket_options:
+            connection.note = (
+                f"{probe.library} {getattr(module, '__version__', '')} takes no socket_options "
                 "(httpx < 0.25): retries only"
             )
-        if mode == "sync":
-            status, retries, values = _request_sync(module, url, trust_env, expected)
-        else:
-            import asyncio
-
-            status, retries, values = asyncio.run(_request_async(module, url, trust_env, expected))
+    try:
+        connection.status, connection.retries, connection.readings = probe.request(
+            url, trust_env, expected, timeout
+        )
     except Exception as exc:
-        result["error"] = f"{type(exc).__name__}: {exc}"
-        return result
-    result["status"] = status
-    result["retries"] = retries
-    result["options"] = [
-        dict(_option_dict(option), expected=option[2], actual=actual, ok=_matches(option, actual))
-        for option, actual in values
-    ]
-    result["ok"] = (
-        result["takes_socket_options"]
-        and bool(values)
-        and all(item["ok"] for item in result["options"])
-    )
-    return result
+        connection.error = describe(exc)
+    return connection
 
 
-def takes_socket_options(module: "Any") -> bool:
-    """Whether ``module``'s transports can carry keepalive options at all (httpx >= 0.25)."""
-    import inspect
+def describe(exc: BaseException) -> str:
+    """``Type: reason``, with a reason even where the exception has no message of its own
+    (async timeouts): the first cause that has one, else the exception class's own summary."""
+    reason = str(exc).strip()
+    cause = exc.__cause__ or exc.__context__
+    while not reason and cause is not None:
+        text = str(cause).strip()
+        reason = f"{type(cause).__name__}: {text}" if text else ""
+        cause = cause.__cause__ or cause.__context__
+    if not reason:
+        doc = (type(exc).__doc__ or "").strip().splitlines()
+        reason = doc[0].strip() if doc else "no reason given"
+    return f"{type(exc).__name__}: {reason}"
 
-    return "socket_options" in inspect.signature(module.HTTPTransport.__init__).parameters
+
+def _readings(live: Any, expected: list[SocketOption]) -> list[Reading]:
+    if live is None:
+        raise RuntimeError("the response does not expose its socket")
+    return [Reading(option, actual) for option, actual in sockopts.read_back(live, expected)]
 
 
-def _pool_retries(client: "Any") -> "int | None":
+def _httpx_sync(name: str) -> Callable[[str, bool, list[SocketOption], float], Result]:
+    def request(url: str, trust_env: bool, expected: list[SocketOption], timeout: float) -> Result:
+        import importlib
+
+        module: HttpxLike = importlib.import_module(name)
+        with (
+            module.Client(trust_env=trust_env, timeout=timeout) as client,
+            client.stream("GET", url) as response,
+        ):
+            live = _httpx_socket(response)
+            return response.status_code, _pool_retries(client), _readings(live, expected)
+
+    return request
+
+
+def _httpx_async(name: str) -> Callable[[str, bool, list[SocketOption], float], Result]:
+    def request(url: str, trust_env: bool, expected: list[SocketOption], timeout: float) -> Result:
+        import asyncio
+        import importlib
+
+        module: HttpxLike = importlib.import_module(name)
+
+        async def main() -> Result:
+            async with (
+                module.AsyncClient(trust_env=trust_env, timeout=timeout) as client,
+                client.stream("GET", url) as response,
+            ):
+                live = _httpx_socket(response)
+                return response.status_code, _pool_retries(client), _readings(live, expected)
+
+        return asyncio.run(main())
+
+    return request
+
+
+def _httpx_socket(response: Any) -> Any:
+    stream = response.extensions.get("network_stream")
+    return None if stream is None else stream.get_extra_info("socket")
+
+
+def _pool_retries(client: Any) -> int | None:
     """The connect retries of the client's transport pool (httpcore keeps them private)."""
     retries = getattr(getattr(getattr(client, "_transport", None), "_pool", None), "_retries", None)
     return retries if isinstance(retries, int) else None
 
 
-def _matches(option: "tuple[int, int, int]", actual: "int | None") -> bool:
-    import socket
+def _requests(url: str, trust_env: bool, expected: list[SocketOption], timeout: float) -> Result:
+    import requests
 
-    if actual is None:
-        return False
-    if option[:2] == (socket.SOL_SOCKET, socket.SO_KEEPALIVE):
-        return bool(actual) == bool(option[2])  # some platforms read back any non-zero value
-    return actual == option[2]
-
-
-TIMEOUT = 10.0
-
-
-def _request_sync(
-    module: "Any", url: str, trust_env: bool, expected: "list[tuple[int, int, int]]"
-) -> "tuple[int, int | None, list[tuple[tuple[int, int, int], int | None]]]":
-    """The status, the pool's retries and the options read back from the live socket."""
-    with (
-        module.Client(trust_env=trust_env, timeout=TIMEOUT) as client,
-        client.stream("GET", url) as response,
-    ):
-        live = sockopts.read_back(_socket_of(response), expected)
-        return response.status_code, _pool_retries(client), live
+    with requests.Session() as session:
+        session.trust_env = trust_env
+        with session.get(url, stream=True, timeout=timeout) as response:
+            live = getattr(getattr(response.raw, "connection", None), "sock", None)
+            readings = _readings(live, expected)
+        adapter = session.get_adapter(url)
+        retry = getattr(adapter, "max_retries", None)
+        connect = getattr(retry, "connect", None)
+        retries = connect if isinstance(connect, int) else getattr(retry, "total", None)
+        return response.status_code, retries if isinstance(retries, int) else None, readings
 
 
-async def _request_async(
-    module: "Any", url: str, trust_env: bool, expected: "list[tuple[int, int, int]]"
-) -> "tuple[int, int | None, list[tuple[tuple[int, int, int], int | None]]]":
-    async with (
-        module.AsyncClient(trust_env=trust_env, timeout=TIMEOUT) as client,
-        client.stream("GET", url) as response,
-    ):
-        live = sockopts.read_back(_socket_of(response), expected)
-        return response.status_code, _pool_retries(client), live
+def _urllib3(url: str, trust_env: bool, expected: list[SocketOption], timeout: float) -> Result:
+    import urllib3
+
+    manager: Any = urllib3.PoolManager(timeout=timeout)
+    if trust_env:
+        import urllib.request
+
+        proxy = urllib.request.getproxies().get(url.partition(":")[0])
+        if proxy and not urllib.request.proxy_bypass(url.split("/")[2]):
+            manager = urllib3.ProxyManager(proxy, timeout=timeout)
+    with contextlib.closing(manager.request("GET", url, preload_content=False)) as response:
+        live = getattr(getattr(response, "connection", None), "sock", None)
+        readings = _readings(live, expected)
+        return response.status, None, readings
 
 
-def _socket_of(response: "Any") -> "socket.socket":
-    stream = response.extensions.get("network_stream")
-    live = None if stream is None else stream.get_extra_info("socket")
-    if live is None:
-        raise RuntimeError("the response does not expose its socket (network_stream)")
-    return live  # type: ignore[no-any-return]
+def _aiohttp(url: str, trust_env: bool, expected: list[SocketOption], timeout: float) -> Result:
+    import asyncio
+
+    import aiohttp
+
+    sockets: list[Any] = []
+
+    class Connector(aiohttp.TCPConnector):
+        """Notes the socket of each connection: a small response may be read, and its
+        connection released to the pool, before the caller could look at it."""
+
+        async def connect(self, *args: Any, **kwargs: Any) -> Any:
+            connection = await super().connect(*args, **kwargs)
+            transport = connection.transport
+            sockets.append(None if transport is None else transport.get_extra_info("socket"))
+            return connection
+
+    async def main() -> Result:
+        limit = aiohttp.ClientTimeout(total=timeout)
+        async with (
+            aiohttp.ClientSession(
+                connector=Connector(), trust_env=trust_env, timeout=limit
+            ) as session,
+            session.get(url) as response,
+        ):
+            return response.status, None, _readings(sockets[-1] if sockets else None, expected)
+
+    return asyncio.run(main())
 
 
-def _loopback_server() -> "Any":
-    import contextlib
-    import http.server
-    import threading
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:
-            body = b"keepalive-patch check\n"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: "Any") -> None:
-            pass
-
-    class Server(http.server.ThreadingHTTPServer):
-        daemon_threads = True
-
-        def handle_error(self, request: "Any", client_address: "Any") -> None:
-            pass  # clients closing mid-stream are expected
-
-    @contextlib.contextmanager
-    def serving() -> "Iterator[str]":
-        server = Server(("127.0.0.1", 0), Handler)
-        thread = threading.Thread(
-            target=server.serve_forever, name="keepalive-patch-check", daemon=True
-        )
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{server.server_address[1]}/"
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join(5)
-
-    return serving()
+# -- helpers ----------------------------------------------------------------------------------
 
 
-def render(report: "Mapping[str, Any]") -> str:
-    """The human-readable report."""
-    lines = [f"keepalive-patch {report['keepalive_patch']}"]
-    lines.append(
-        f"Python {report['python']} ({report['implementation']}, {report['executable']}) "
-        f"on {report['platform']}"
+def _plain(value: Any) -> Any:
+    return sorted(value) if isinstance(value, frozenset) else value
+
+
+def _option_json(option: SocketOption) -> dict[str, Any]:
+    return {"name": sockopts.option_name(option[0], option[1]), "value": option[2]}
+
+
+def _version(distribution: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        body = b"keepalive-patch check\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # clients closing mid-stream are expected
+
+
+@contextlib.contextmanager
+def _loopback_server() -> Iterator[str]:
+    server = _Server(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(
+        target=server.serve_forever, name="keepalive-patch-check", daemon=True
     )
-    versions = report["versions"]
-    lines.append(
-        "Packages: "
-        + ", ".join(f"{name} {versions[name] or 'not installed'}" for name in DISTRIBUTIONS)
-    )
-    if report["disabled_by"]:
-        lines.append(f"Patch: DISABLED by {report['disabled_by']} (nothing below is applied)")
-    else:
-        lines.append("Patch: " + ("applied" if report["applied"] else "not applied"))
-    lines.append("")
-    lines.append("Settings (value, source):")
-    for name, item in report["settings"].items():
-        value = config.BY_NAME[name].show(item["value"])
-        lines.append(f"  {name:<13} {value:<10} {item['source']}")
-    lines.append("")
-    lines.append("Socket options this host accepts (set on every transport that takes them):")
-    for option in report["options"]:
-        lines.append(f"  {option['name']:<17} {option['value']}")
-    if not report["options"]:
-        lines.append("  none")
-    dropped = report["dropped"]
-    lines.append(
-        "Dropped: "
-        + (", ".join(f"{d['name']}={d['value']} ({d['reason']})" for d in dropped) or "none")
-    )
-    for message in report["warnings"]:
-        lines.append(f"Warning: {message}")
-    lines.append("")
-    lines.append(f"Live connections to {report['target']}, read back with getsockopt:")
-    if not report["connections"]:
-        lines.append("  none: neither httpx nor httpx2 is installed")
-    for connection in report["connections"]:
-        label = f"  {connection['library']:<7} {connection['transport']:<6}"
-        if connection["error"]:
-            lines.append(f"{label} FAIL  {connection['error']}")
-            continue
-        verdict = "OK  " if connection["ok"] else "FAIL"
-        if connection["note"]:  # nothing was expected of the socket: show what it has
-            shown = [f"{item['name']}={item['actual']}" for item in connection["options"]]
-            text = f"{connection['note']} (retries={connection['retries']}); {' '.join(shown)}"
-            lines.append(f"{label} {verdict}  {text}")
-            continue
-        shown = []
-        for item in connection["options"]:
-            text = f"{item['name']}={item['actual']}"
-            shown.append(text if item["ok"] else f"{text} (expected {item['expected']})")
-        lines.append(f"{label} {verdict}  {' '.join(shown) or 'no options to compare'}")
-    lines.append("")
-    retries_only = sorted({c["library"] for c in report["connections"] if c["note"]})
-    others_failed = any(c["error"] or not (c["ok"] or c["note"]) for c in report["connections"])
-    if report["ok"]:
-        lines.append("OK: every installed library's connections carry the keepalive options.")
-    elif not report["connections"]:
-        lines.append("FAIL: nothing to check; install httpx or httpx2.")
-    for library in retries_only:
-        lines.append(
-            f"FAIL: keepalive is not in force for {library} {versions[library]}: its transports "
-            "take no socket_options (httpx < 0.25), so only the connect retry is applied; "
-            "httpx >= 0.25 gets keepalive."
-        )
-    if others_failed:
-        lines.append("FAIL: some connections lack the keepalive options (see above).")
-    return "\n".join(lines) + "\n"
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

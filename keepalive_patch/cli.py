@@ -64,7 +64,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
     if args.url is not None and not args.url.lower().startswith(("http://", "https://")):
         args.subparser.error(f"URL must start with http:// or https://, got {args.url!r}")
-    return check.run(args.url, overrides(args), as_json=args.json)
+    return check.run(args.url, overrides(args), as_json=args.json, timeout=args.timeout)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,13 +112,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="show the settings and prove them on live connections",
         description="Print the versions, settings and socket options in force, then open a real "
         "connection with each installed library (to URL, or to a loopback server started here) "
-        "and read the options back from the live socket.  Exit 0 when every installed library "
-        "got them, 1 otherwise.",
+        "and read the options back from the live socket.  Exit status: 0 when every "
+        "connection carries them; 1 when some lack them (or the patch is disabled, or keepalive "
+        "cannot be in force); 3 when only requests failed, so nothing could be read back.",
     )
     check_parser.add_argument(
         "url", nargs="?", metavar="URL", help="connect here instead of loopback"
     )
     check_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    check_parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="bound the whole check (default 10)",
+    )
     _add_setting_flags(check_parser)
 
     for sub in commands.choices.values():
@@ -148,6 +156,16 @@ def _parser_for(setting: config.Setting) -> Callable[[str], Any]:
 
     parse.__name__ = setting.name  # argparse names the type in its error messages
     return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 3600, got {text!r}")
+    return value
 
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -4,6 +4,8 @@ Where httpx < 0.25 is installed (no ``socket_options``: retries only), its conne
 reported as failing with that reason and the exit status must be 1: keepalive is not in force.
 """
 
+import contextlib
+import importlib.util
 import io
 import json
 import socket
@@ -16,11 +18,21 @@ from support.libs import installed_libraries, takes_socket_options, version_of
 from support.procs import clean_env, run_python
 
 import keepalive_patch
-from keepalive_patch import check, config
+from keepalive_patch import check, config, integrations
 
 CHECK = [sys.executable, "-m", "keepalive_patch", "check"]
 LIBS = installed_libraries()
-ALL_CONNECTIONS = [(lib.__name__, mode) for lib in LIBS for mode in ("sync", "async")]
+#: (library, transport) of every connection check makes here: each installed library whose
+#: integration is registered.
+ALL_CONNECTIONS = [(lib.__name__, mode) for lib in LIBS for mode in ("sync", "async")] + [
+    (name, mode)
+    for name, mode, integration in (
+        ("requests", "sync", "urllib3"),
+        ("urllib3", "sync", "urllib3"),
+        ("aiohttp", "async", "aiohttp"),
+    )
+    if integration in integrations.WATCHED and importlib.util.find_spec(name) is not None
+]
 #: Installed libraries whose transports take no socket_options (httpx 0.23 / 0.24).
 RETRIES_ONLY = {lib.__name__: version_of(lib) for lib in LIBS if not takes_socket_options(lib)}
 #: ``check``'s status with the patch working as designed: 1 while keepalive cannot be in force.
@@ -124,15 +136,22 @@ def test_given_url_is_used_with_progress_on_stderr(http_url: str) -> None:
         assert f"connecting to {url} with {lib} ({mode})" in stderr
 
 
-def test_unreachable_url_fails_with_the_error() -> None:
+def test_unreachable_url_is_a_failed_request_not_missing_options() -> None:
     with socket.socket() as unused:  # a loopback port nobody listens on
         unused.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{unused.getsockname()[1]}/"
     status, report, _ = check_json(url)
-    assert status == 1
-    assert all(c["error"].startswith("ConnectError") for c in report["connections"])
+    assert status == check.FAILED == 3
+    assert report["outcome"] == "failed"
+    assert {c["outcome"] for c in report["connections"]} == {"failed"}
+    for connection in report["connections"]:
+        kind, _, reason = connection["error"].partition(": ")
+        assert kind.endswith(("ConnectError", "ConnectionError", "ClientConnectorError"))
+        assert reason.strip(), connection
     human = run_python([*CHECK, url], clean_env(), check=False)
-    assert "FAIL  ConnectError" in human.stdout
+    assert human.returncode == 3
+    assert "REQUEST FAILED  ConnectError: " in human.stdout
+    assert "lack the keepalive options" not in human.stdout
 
 
 def test_human_report_names_everything() -> None:
@@ -171,18 +190,21 @@ def test_only_installed_libraries_are_checked(
         1 if "httpx" in RETRIES_ONLY else 0
     )
     report = json.loads(out.getvalue())
-    assert [c["library"] for c in report["connections"]] == ["httpx", "httpx"]
+    assert [c["library"] for c in report["connections"] if "httpx" in c["library"]] == [
+        "httpx",
+        "httpx",
+    ]
     assert keepalive_patch.is_applied()
 
 
 def test_nothing_installed_is_a_failure(
     monkeypatch: pytest.MonkeyPatch, restore_settings: None
 ) -> None:
-    monkeypatch.setitem(sys.modules, "httpx", None)
-    monkeypatch.setitem(sys.modules, "httpx2", None)
+    for name in ("httpx", "httpx2", "requests", "urllib3", "aiohttp"):
+        monkeypatch.setitem(sys.modules, name, None)
     out = io.StringIO()
     assert check.run(None, {}, out=out, err=io.StringIO()) == 1
-    assert "neither httpx nor httpx2 is installed" in out.getvalue()
+    assert "no HTTP library keepalive-patch covers is installed" in out.getvalue()
     assert "FAIL: nothing to check" in out.getvalue()
 
 
@@ -219,3 +241,70 @@ def test_retries_only_library_fails_and_says_why() -> None:
             "socket_options (httpx < 0.25), so only the connect retry is applied; "
             "httpx >= 0.25 gets keepalive."
         ) in human.stdout
+
+
+@contextlib.contextmanager
+def misbehaving_server(reply: bytes | None) -> Iterator[str]:
+    """A loopback server that reads a request and sends ``reply`` (``None``: never answers)."""
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            held.append(conn)
+            conn.settimeout(2)
+            with contextlib.suppress(OSError):
+                conn.recv(65536)
+                if reply is not None:
+                    conn.sendall(reply)
+                    conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+        for conn in held:
+            conn.close()
+
+
+def test_a_silent_server_is_bounded_by_timeout_and_every_error_has_a_reason() -> None:
+    import time
+
+    with misbehaving_server(None) as url:
+        started = time.monotonic()
+        status, report, _ = check_json(url, "--timeout", "2")
+        elapsed = time.monotonic() - started
+    assert elapsed < 2 + 8, "the whole command is bounded (plus interpreter start-up)"
+    assert status == check.FAILED
+    assert report["outcome"] == "failed"
+    for connection in report["connections"]:
+        assert connection["outcome"] == "failed"
+        kind, _, reason = connection["error"].partition(": ")
+        assert kind and reason.strip(), connection["error"]
+
+
+def test_garbage_reply_is_a_failed_request() -> None:
+    with misbehaving_server(b"garbage\r\n\r\n") as url:
+        status, report, _ = check_json(url, "--timeout", "5")
+    assert status == check.FAILED
+    for connection in report["connections"]:
+        kind, _, reason = connection["error"].partition(": ")
+        assert kind and reason.strip(), connection["error"]
+
+
+def test_timeout_flag_is_validated() -> None:
+    result = run_python([*CHECK, "--timeout", "0"], clean_env(), check=False)
+    assert result.returncode == 2
+    assert "--timeout" in result.stderr
