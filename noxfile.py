@@ -1,11 +1,13 @@
-"""Compatibility matrix: the whole test suite across Python x httpx x wrapt (and httpx2).
+"""Compatibility matrix: the whole test suite across Python x httpx x wrapt x urllib3 x aiohttp.
 
     nox -s full      the covering set below (13 sessions, ~the full product's coverage)
-    nox -s ci        the reduced set CI runs (through tests/test_matrix.py)
-    nox -l           list the sessions; ``nox -s "full(py3.9, httpx 0.23.3, wrapt 1)"`` runs one
+    nox -s ci        the reduced set CI runs (through tests/matrix/test_matrix.py)
+    nox -l           list the sessions; ``nox -s "full(py3.9, httpx 0.23.3, ...)"`` runs one
 
 Every httpx version meets both wrapt majors and both the oldest and the newest Python; every
-Python meets the newest httpx.  pip resolves each httpx's own httpcore (0.23 -> 0.16, 0.24 ->
+Python meets the newest httpx.  urllib3 1.26.x and 2.x, and aiohttp 3.9.0 (the oldest supported:
+options set after connect), 3.11 (the last before ``socket_factory``) and the newest each meet
+the oldest and the newest Python.  pip resolves each httpx's own httpcore (0.23 -> 0.16, 0.24 ->
 0.17, 0.25+ -> 1.x) and the newest httpx2 each Python has (3.9 -> 2.0.0, 3.10 -> 2.14.0); httpx2
 is left out next to httpx < 0.25 (h11 conflict), where its tests skip.
 Interpreters are found on PATH or in pyenv; none is ever downloaded.
@@ -36,34 +38,45 @@ nox.options.sessions = ["ci"]
 
 WRAPT = {"1": "wrapt>=1.17,<1.18", "2": "wrapt>=2,<3"}
 
-#: (python, httpx, wrapt major)
+URLLIB3 = {"1": "urllib3>=1.26,<2", "2": "urllib3>=2,<3"}
+#: aiohttp: the oldest supported (no socket_factory: options set after connect), the last
+#: before socket_factory, and the newest each Python gets.
+AIOHTTP = {"3.9": "aiohttp==3.9.0", "3.11": "aiohttp>=3.11,<3.12", "new": "aiohttp>=3.12"}
+
+#: (python, httpx, wrapt major, urllib3 major, aiohttp)
 FULL = [
-    ("3.9", "0.23.3", "1"),
-    ("3.9", "0.24.1", "2"),
-    ("3.9", "0.25.2", "1"),
-    ("3.9", "0.27.2", "2"),
-    ("3.9", "0.28.1", "1"),
-    ("3.13", "0.23.3", "2"),
-    ("3.13", "0.24.1", "1"),
-    ("3.13", "0.25.2", "2"),
-    ("3.13", "0.27.2", "1"),
-    ("3.13", "0.28.1", "2"),
-    ("3.10", "0.28.1", "2"),
-    ("3.11", "0.28.1", "1"),
-    ("3.12", "0.28.1", "2"),
+    ("3.9", "0.23.3", "1", "1", "3.9"),
+    ("3.9", "0.24.1", "2", "2", "new"),
+    ("3.9", "0.25.2", "1", "2", "3.11"),
+    ("3.9", "0.27.2", "2", "1", "new"),
+    ("3.9", "0.28.1", "1", "2", "3.9"),
+    ("3.13", "0.23.3", "2", "2", "new"),
+    ("3.13", "0.24.1", "1", "1", "3.11"),
+    ("3.13", "0.25.2", "2", "1", "new"),
+    ("3.13", "0.27.2", "1", "2", "3.11"),
+    ("3.13", "0.28.1", "2", "1", "new"),
+    ("3.10", "0.28.1", "2", "2", "3.9"),
+    ("3.11", "0.28.1", "1", "1", "new"),
+    ("3.12", "0.28.1", "2", "2", "3.11"),
 ]
-#: What CI adds to its own run (newest httpx, newest wrapt, its default Python): the oldest
-#: stack (httpcore 0.16, retries only), httpx 0.24 on httpcore 0.17, and the first httpx with
-#: socket_options on the newest Python.
+#: What CI adds to its own run (newest of everything on its default Python): the oldest
+#: stack (httpcore 0.16, retries only; urllib3 1.26; aiohttp 3.9.0), httpx 0.24 on httpcore
+#: 0.17 with the last aiohttp before socket_factory, and the first httpx with socket_options on
+#: the newest Python with urllib3 1.26 and the newest aiohttp.
 CI = [
-    ("3.9", "0.23.3", "1"),
-    ("3.12", "0.24.1", "2"),
-    ("3.13", "0.25.2", "1"),
+    ("3.9", "0.23.3", "1", "1", "3.9"),
+    ("3.12", "0.24.1", "2", "2", "3.11"),
+    ("3.13", "0.25.2", "1", "1", "new"),
 ]
 
+Combo = tuple[str, str, str, str, str]
 
-def _ids(combos: list[tuple[str, str, str]]) -> list[str]:
-    return [f"py{py}, httpx {httpx}, wrapt {wrapt}" for py, httpx, wrapt in combos]
+
+def _ids(combos: list[Combo]) -> list[str]:
+    return [
+        f"py{py}, httpx {httpx}, wrapt {wrapt}, urllib3 {urllib3}, aiohttp {aiohttp}"
+        for py, httpx, wrapt, urllib3, aiohttp in combos
+    ]
 
 
 def _test_requirements(leave_out: set[str]) -> list[str]:
@@ -78,9 +91,9 @@ def _test_requirements(leave_out: set[str]) -> list[str]:
     ]
 
 
-def _suite(session: nox.Session, httpx: str, wrapt: str) -> None:
+def _suite(session: nox.Session, httpx: str, wrapt: str, urllib3: str, aiohttp: str) -> None:
     session.env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    pins = (f"httpx=={httpx}", WRAPT[wrapt])
+    pins = (f"httpx=={httpx}", WRAPT[wrapt], URLLIB3[urllib3], AIOHTTP[aiohttp])
     if tuple(int(part) for part in httpx.split(".")[:2]) < (0, 25):
         # httpcore 0.16 / 0.17 need h11 < 0.15 and httpcore2 needs h11 >= 0.16: httpx2 cannot
         # share this environment, so its tests skip here.
@@ -91,7 +104,8 @@ def _suite(session: nox.Session, httpx: str, wrapt: str) -> None:
         "python",
         "-c",
         "import importlib.metadata as m, sys; print(sys.version.split()[0], *("
-        "f'{n}=={m.version(n)}' for n in ('httpx', 'httpcore', 'wrapt', 'httpx2', 'anyio')"
+        "f'{n}=={m.version(n)}' for n in ('httpx', 'httpcore', 'wrapt', 'httpx2', 'anyio', "
+        "'urllib3', 'requests', 'aiohttp')"
         " if n in {d.metadata['Name'] for d in m.distributions()}))",
         silent=False,
     )
@@ -99,14 +113,14 @@ def _suite(session: nox.Session, httpx: str, wrapt: str) -> None:
 
 
 @nox.session
-@nox.parametrize("python,httpx,wrapt", FULL, ids=_ids(FULL))
-def full(session: nox.Session, httpx: str, wrapt: str) -> None:
+@nox.parametrize("python,httpx,wrapt,urllib3,aiohttp", FULL, ids=_ids(FULL))
+def full(session: nox.Session, httpx: str, wrapt: str, urllib3: str, aiohttp: str) -> None:
     """The covering set."""
-    _suite(session, httpx, wrapt)
+    _suite(session, httpx, wrapt, urllib3, aiohttp)
 
 
 @nox.session
-@nox.parametrize("python,httpx,wrapt", CI, ids=_ids(CI))
-def ci(session: nox.Session, httpx: str, wrapt: str) -> None:
+@nox.parametrize("python,httpx,wrapt,urllib3,aiohttp", CI, ids=_ids(CI))
+def ci(session: nox.Session, httpx: str, wrapt: str, urllib3: str, aiohttp: str) -> None:
     """The reduced set CI runs."""
-    _suite(session, httpx, wrapt)
+    _suite(session, httpx, wrapt, urllib3, aiohttp)

@@ -158,17 +158,17 @@ class Names(Setting):
         if isinstance(value, str) or not all(isinstance(item, str) for item in value):  # type: ignore[attr-defined]
             raise ValueError(f"{self.name} must be a collection of names, got {value!r}")
         names = frozenset(item.strip().lower() for item in value if item.strip())  # type: ignore[attr-defined]
-        unknown = sorted(names - set(integrations.known_names()))
-        if unknown:
+        known = names.intersection(integrations.known_names())
+        if names - known:
             log_once(
-                f"unknown:{self.name}:{','.join(unknown)}",
+                f"unknown:{self.name}:{','.join(sorted(names - known))}",
                 WARNING,
-                "%s names unknown libraries %s; known: %s",
+                "%s names unknown libraries %s (ignored); known: %s",
                 self.env,
-                ", ".join(unknown),
+                ", ".join(sorted(names - known)),
                 self.bounds(),
             )
-        return names
+        return known
 
     def show(self, value: Any) -> str:
         return ",".join(sorted(value)) or "none"

@@ -91,3 +91,25 @@ def test_no_warning_when_socks_support_is_not_installed(name: str) -> None:
     result = run_python([sys.executable, str(SCRIPTS / "no_socksio_app.py"), name], clean_env())
     assert result.stdout.strip() == "stand-in"
     assert result.stderr == "", "no warning for a SOCKS stand-in class"
+
+
+@pytest.mark.parametrize("name", LIBRARY_NAMES)
+def test_skip_leaves_one_library_alone(name: str, tmp_path: Path) -> None:
+    report = _report(
+        str(SCRIPTS / "zip_app.py"), str(tmp_path / "none.zip"), name, KEEPALIVE_PATCH_SKIP=name
+    )
+    assert report["applied"] and report["retries"] == 0 and report["socket_options"] == []
+
+
+def test_skip_with_an_unknown_name_is_logged_once_and_ignored() -> None:
+    code = (
+        "import logging, sys; logging.basicConfig(stream=sys.stdout, format='%(message)s'); "
+        "import keepalive_patch, httpx; httpx.HTTPTransport(); httpx.HTTPTransport(); "
+        "print(keepalive_patch.settings().skip == {'httpx2'})"
+    )
+    result = run_python(
+        [sys.executable, "-c", code], clean_env(KEEPALIVE_PATCH_SKIP="httpx2, nosuchlib")
+    )
+    lines = result.stdout.splitlines()
+    assert lines[-1] == "True"
+    assert sum("nosuchlib" in line for line in lines) == 1, lines

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -120,3 +121,34 @@ def test_apply_disabled_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_start_path_spells_the_disable_rule_like_config() -> None:
     assert keepalive_patch._DISABLE_VAR == config.DISABLE_VAR
     assert keepalive_patch._ENABLED_WORDS == config.ENABLED_WORDS
+
+
+def test_readme_configuration_table_is_the_settings_table() -> None:
+    """README shows ``config.markdown_table()`` verbatim: one table, no drift."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert config.markdown_table() in readme
+
+
+def test_every_setting_has_an_apply_keyword_a_field_and_flags() -> None:
+    import dataclasses
+    import inspect
+
+    from keepalive_patch import cli
+
+    names = [row.name for row in config.TABLE]
+    assert list(inspect.signature(keepalive_patch.apply).parameters) == names
+    assert [f.name for f in dataclasses.fields(config.Settings)][: len(names)] == names
+    for command in ("run", "check"):
+        parser = cli.build_parser()
+        sub = parser.parse_args([command, "--", "x"] if command == "run" else [command])
+        for row in config.TABLE:
+            assert hasattr(sub, row.name), (command, row.flag)
+
+
+def test_apply_skip_now_unpatches_what_it_names() -> None:
+    httpx = pytest.importorskip("httpx")
+    assert httpx.HTTPTransport()._pool._retries == 1
+    keepalive_patch.apply(skip=["httpx"])
+    assert httpx.HTTPTransport()._pool._retries == 0
+    keepalive_patch.apply(skip=[])
+    assert httpx.HTTPTransport()._pool._retries == 1
