@@ -1,0 +1,79 @@
+"""urllib3 1.26 / 2.x, and so requests, botocore and all built on them: keepalive options on
+every connection urllib3 opens.
+
+Each urllib3 connection -- direct, to an HTTP proxy (forwarding or ``CONNECT``), through
+``urllib3.contrib.socks`` -- is an ``HTTPConnection`` or a subclass of it, and its ``__init__``
+stores what its socket will be given in ``self.socket_options``: the caller's options, urllib3's
+``default_socket_options`` when the caller gave none, ``[]`` from a pool with a proxy, or
+``None``, urllib3's way to say "no options".  So ``HTTPConnection.__init__`` alone is wrapped
+(``HTTPSConnection``, ``SOCKSConnection``, botocore's ``AWSHTTPConnection`` and others reach it
+through ``super()``) and, once it has run, the stored options get ours by the keepalive policy
+(``sockopts.merge``); ``None`` is left alone.  Reading what ``__init__`` stored rather than its
+arguments serves both generations: 1.26 takes ``**kw`` and falls back to the instance's
+``default_socket_options``, 2.x binds the class's list as the parameter's default.
+
+Retries are left to urllib3 and its users (requests: ``integrations/requests.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Callable
+
+from keepalive_patch import sockopts
+from keepalive_patch._log import INFO, WARNING, log_once
+from keepalive_patch._wrapping import Patcher, Wrapper, class_to_patch
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+LABEL = "urllib3.connection.HTTPConnection"
+
+_patcher = Patcher()
+
+
+def _add_keepalive(
+    wrapped: Callable[..., None], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """Build the connection as called, then give its stored options ours by the policy."""
+    wrapped(*args, **kwargs)
+    given = getattr(instance, "socket_options", None)
+    if given is None or isinstance(given, (str, bytes)) or not isinstance(given, Iterable):
+        return  # None: the caller's "no options"; anything else is not ours to read
+    if not isinstance(given, (list, tuple)):
+        # A caller's iterator: read it once, here, keeping what it gave (a failure is theirs).
+        given = instance.socket_options = list(given)
+    try:
+        options = sockopts.in_force().options
+        if options:
+            instance.socket_options = sockopts.merge(given, options)
+    except Exception:
+        log_once(
+            "error:" + LABEL,
+            WARNING,
+            "keepalive-patch failed to add keepalive options to a %s; leaving it unchanged",
+            LABEL,
+            exc_info=True,
+        )
+
+
+def _wrapper_for(original: Any) -> Wrapper:
+    return _add_keepalive
+
+
+def patch(module: ModuleType) -> None:
+    """Wrap ``HTTPConnection.__init__`` of an imported ``urllib3.connection``, once."""
+    cls = class_to_patch(module, "HTTPConnection", "urllib3 connections get no keepalive options")
+    if cls is not None:
+        _patcher.wrap(cls, "__init__", _wrapper_for)
+        log_once("patched:" + module.__name__, INFO, "keepalive-patch applied to %s", module.__name__)
+
+
+def unpatch() -> None:
+    """Restore the exact original ``__init__``; disarm ours where another wrapper covers it."""
+    _patcher.unwrap_all()
+
+
+def patched_classes() -> list[type]:
+    """The connection classes wrapped now."""
+    return _patcher.classes()
