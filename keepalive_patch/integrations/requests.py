@@ -43,7 +43,8 @@ _patcher = Patcher()
 
 
 def connect_retry(retry_class: Callable[..., Any], count: int) -> Any:
-    """requests' own ``Retry(0, read=False)``, but a failed connect is tried ``count`` times more."""
+    """requests' own ``Retry(0, read=False)``, but a failed connect is tried again ``count``
+    times."""
     return retry_class(
         total=count,
         connect=count,

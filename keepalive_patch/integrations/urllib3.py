@@ -66,7 +66,8 @@ def patch(module: ModuleType) -> None:
     cls = class_to_patch(module, "HTTPConnection", "urllib3 connections get no keepalive options")
     if cls is not None:
         _patcher.wrap(cls, "__init__", _wrapper_for)
-        log_once("patched:" + module.__name__, INFO, "keepalive-patch applied to %s", module.__name__)
+        name = module.__name__
+        log_once("patched:" + name, INFO, "keepalive-patch applied to %s", name)
 
 
 def unpatch() -> None:

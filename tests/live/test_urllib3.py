@@ -14,7 +14,7 @@ import ssl
 import types
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from support.client_sockets import nodelay_of, options_of
@@ -34,6 +34,7 @@ TCP = socket.IPPROTO_TCP
 NODELAY = (TCP, socket.TCP_NODELAY, 1)
 KEEPALIVE_ON = (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
 KEEPALIVE_OFF = (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 0)
+NONE = "CERT_NONE"
 #: The CONNECT tests talk TLS to a self-signed origin; urllib3 warns about that, rightly.
 insecure = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 
@@ -99,7 +100,7 @@ def test_connection_pool_and_top_level_request_get_keepalive(origin: CountingOri
 
 @insecure
 def test_https_connection_gets_keepalive(tls_origin: OriginServer) -> None:
-    with urllib3.PoolManager(cert_reqs="CERT_NONE") as manager:
+    with urllib3.PoolManager(cert_reqs=NONE) as manager:
         get(manager, tls_origin.url)
         assert options_of(tls_origin.peers[-1]) == expected()
         assert nodelay_of(tls_origin.peers[-1]) == 1
@@ -116,11 +117,10 @@ def test_proxy_forwarding_client_to_proxy_socket(origin: CountingOrigin) -> None
 
 @insecure
 def test_proxy_connect_tunnel_client_to_proxy_socket(tls_origin: OriginServer) -> None:
-    with HTTPProxyServer() as proxy:
-        with urllib3.ProxyManager(proxy.url, cert_reqs="CERT_NONE") as manager:
-            get(manager, tls_origin.url)
-            assert proxy.requests[-1].startswith(b"CONNECT 127.0.0.1:")
-            assert options_of(proxy.peers[-1]) == expected()
+    with HTTPProxyServer() as proxy, urllib3.ProxyManager(proxy.url, cert_reqs=NONE) as manager:
+        get(manager, tls_origin.url)
+        assert proxy.requests[-1].startswith(b"CONNECT 127.0.0.1:")
+        assert options_of(proxy.peers[-1]) == expected()
 
 
 def socks_manager(proxy: Socks5ProxyServer, **kwargs: Any) -> Any:
@@ -219,9 +219,7 @@ def test_generator_options_are_read_once(origin: CountingOrigin) -> None:
         reads.append(1)
         yield NODELAY
 
-    connection = urllib3.connection.HTTPConnection(
-        origin.host, origin.port, socket_options=mine()
-    )
+    connection = urllib3.connection.HTTPConnection(origin.host, origin.port, socket_options=mine())
     try:
         assert connection.socket_options[0] == NODELAY
         assert len(reads) == 1
@@ -300,7 +298,7 @@ def test_subclass_default_socket_options_as_urllib3_reads_them(origin: CountingO
     base class's list in its signature.  Whichever list urllib3 stores, the policy applies."""
 
     class Quiet(urllib3.connection.HTTPConnection):
-        default_socket_options = [KEEPALIVE_OFF]
+        default_socket_options: ClassVar[list[tuple[int, int, int]]] = [KEEPALIVE_OFF]
 
     original = integration._patcher.original(urllib3.connection.HTTPConnection)
     bare = Quiet.__new__(Quiet)
@@ -318,7 +316,7 @@ def test_https_subclass_is_patched(tls_origin: OriginServer) -> None:
     class Pool(urllib3.HTTPSConnectionPool):
         ConnectionCls = Tls
 
-    with Pool(tls_origin.host, tls_origin.port, cert_reqs="CERT_NONE") as pool:
+    with Pool(tls_origin.host, tls_origin.port, cert_reqs=NONE) as pool:
         get(pool, "/")
         assert options_of(tls_origin.peers[-1]) == expected()
 
