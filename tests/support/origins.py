@@ -13,7 +13,7 @@ import socket
 from collections.abc import Sequence
 from typing import Union
 
-from .proxies import LoopbackServer, read_head, recv_exactly
+from .proxies import LoopbackServer, recv_exactly
 
 CLOSE = "close"
 SILENT = "silent"
@@ -48,17 +48,23 @@ class CountingOrigin(LoopbackServer):
         return f"http://{self.host}:{self.port}/"
 
     def handle(self, conn: socket.socket) -> None:
+        buffered = b""
         while True:
-            head = read_head(conn)
-            if not head:
-                return
+            while b"\r\n\r\n" not in buffered:  # a recv may bring the body along
+                more = conn.recv(65536)
+                if not more:
+                    return
+                buffered += more
+            head, _, buffered = buffered.partition(b"\r\n\r\n")
             length = 0
             for line in head.split(b"\r\n")[1:]:
                 name, _, value = line.partition(b":")
                 if name.strip().lower() == b"content-length":
                     length = int(value)
-            body = recv_exactly(conn, length) if length else b""
-            self.requests.append(head + body)
+            if len(buffered) < length:
+                buffered += recv_exactly(conn, length - len(buffered))
+            body, buffered = buffered[:length], buffered[length:]
+            self.requests.append(head + b"\r\n\r\n" + body)
             answer = self.answers[min(len(self.requests), len(self.answers)) - 1]
             if answer == CLOSE:
                 return
