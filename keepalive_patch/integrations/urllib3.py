@@ -38,15 +38,17 @@ def _add_keepalive(
     """Build the connection as called, then give its stored options ours by the policy."""
     wrapped(*args, **kwargs)
     given = getattr(instance, "socket_options", None)
-    if given is None or isinstance(given, (str, bytes)) or not isinstance(given, Iterable):
-        return  # None: the caller's "no options"; anything else is not ours to read
+    if given is None:
+        return  # the caller's "no options"
     if not isinstance(given, (list, tuple)):
+        if isinstance(given, (str, bytes)) or not isinstance(given, Iterable):
+            return  # not options urllib3 could set either: not ours to read
         # A caller's iterator: read it once, here, keeping what it gave (a failure is theirs).
         given = instance.socket_options = list(given)
     try:
-        options = sockopts.in_force().options
-        if options:
-            instance.socket_options = sockopts.merge(given, options)
+        merged = _merged(given)
+        if merged is not None:
+            instance.socket_options = merged
     except Exception:
         log_once(
             "error:" + LABEL,
@@ -55,6 +57,36 @@ def _add_keepalive(
             LABEL,
             exc_info=True,
         )
+
+
+#: (the ``InForce`` the results were merged with, {caller's options: merged}).  One connection
+#: per request is common (``Connection: close``, short-lived pools), and nearly every one
+#: carries the same few lists (urllib3's default, ``[]`` for proxies, botocore's): merging
+#: each once keeps a new connection's cost to a dictionary lookup.
+_memo: tuple[object, dict[tuple[Any, ...], tuple[Any, ...]]] = (None, {})
+MEMO_SIZE = 64
+
+
+def _merged(given: list[Any] | tuple[Any, ...]) -> list[Any] | None:
+    """``sockopts.merge(given, options in force)`` as a new list; ``None`` if none in force."""
+    global _memo
+    state = sockopts.in_force()
+    if not state.options:
+        return None
+    owner, memo = _memo
+    if owner is not state:  # new settings: start over
+        memo = {}
+        _memo = (state, memo)
+    try:
+        key = tuple(given)
+        found = memo.get(key)
+    except TypeError:  # an unhashable option (a list inside): merge it every time
+        return sockopts.merge(given, state.options)
+    if found is None:
+        found = tuple(sockopts.merge(key, state.options))
+        if len(memo) < MEMO_SIZE:
+            memo[key] = found
+    return list(found)
 
 
 def _wrapper_for(original: Any) -> Wrapper:

@@ -190,6 +190,28 @@ def test_caller_socket_options_win(
         assert nodelay_of(origin.peers[-1]) == nodelay
 
 
+def test_a_list_changed_in_place_is_merged_anew(origin: CountingOrigin) -> None:
+    """Merged lists are remembered by their contents, never by identity."""
+    mine = [KEEPALIVE_ON]
+    with urllib3.PoolManager(socket_options=mine) as manager:
+        get(manager, origin.url)
+        assert options_of(origin.peers[-1]) == expected()
+        mine.append((TCP, socket.TCP_KEEPIDLE, 77))
+        manager.clear()  # the next request needs a new connection
+        get(manager, origin.url)
+        assert len(origin.peers) == 2
+        assert options_of(origin.peers[-1]) == theirs(SO_KEEPALIVE=1, TCP_KEEPIDLE=77)
+    assert mine == [KEEPALIVE_ON, (TCP, socket.TCP_KEEPIDLE, 77)], "the caller's list untouched"
+
+
+def test_unhashable_options_are_merged_too(origin: CountingOrigin) -> None:
+    """An option given as a list (PoolManager cannot key its pools by such, a pool can)."""
+    with urllib3.HTTPConnectionPool(origin.host, origin.port, socket_options=[[*NODELAY]]) as pool:
+        get(pool, "/")
+        assert options_of(origin.peers[-1]) == expected()
+        assert nodelay_of(origin.peers[-1]) == 1
+
+
 @pytest.mark.parametrize("kind", ["forwarding proxy", "socks proxy"])
 def test_explicit_none_through_a_proxy_is_left_alone(origin: CountingOrigin, kind: str) -> None:
     proxy: Any = HTTPProxyServer() if kind == "forwarding proxy" else Socks5ProxyServer()
