@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from keepalive_patch import sockopts
 from keepalive_patch._log import INFO, WARNING, log_once
-from keepalive_patch._wrapping import Patcher, Wrapper, class_to_patch
+from keepalive_patch._wrapping import CallerError, Patcher, Wrapper, class_to_patch
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -37,18 +37,10 @@ def _add_keepalive(
 ) -> None:
     """Build the connection as called, then give its stored options ours by the policy."""
     wrapped(*args, **kwargs)
-    given = getattr(instance, "socket_options", None)
-    if given is None:
-        return  # the caller's "no options"
-    if not isinstance(given, (list, tuple)):
-        if isinstance(given, (str, bytes)) or not isinstance(given, Iterable):
-            return  # not options urllib3 could set either: not ours to read
-        # A caller's iterator: read it once, here, keeping what it gave (a failure is theirs).
-        given = instance.socket_options = list(given)
     try:
-        merged = _merged(given)
-        if merged is not None:
-            instance.socket_options = merged
+        _merge_into(instance)
+    except CallerError as caller_error:
+        raise caller_error.error from None
     except Exception:
         log_once(
             "error:" + LABEL,
@@ -57,6 +49,24 @@ def _add_keepalive(
             LABEL,
             exc_info=True,
         )
+
+
+def _merge_into(connection: Any) -> None:
+    """``connection.socket_options`` with ours merged in; ``None`` (no options) left alone."""
+    given = getattr(connection, "socket_options", None)
+    if given is None:
+        return
+    if not isinstance(given, (list, tuple)):
+        if isinstance(given, (str, bytes)) or not isinstance(given, Iterable):
+            return  # not options urllib3 could set either: not ours to read
+        try:  # a caller's iterator: read once, here; what goes wrong reading it is theirs
+            given = list(given)
+        except Exception as exc:
+            raise CallerError(exc) from exc
+        connection.socket_options = given  # what it gave stays, even if merging fails
+    merged = _merged(given)
+    if merged is not None:
+        connection.socket_options = merged
 
 
 #: (the ``InForce`` the results were merged with, {caller's options: merged}).  One connection
