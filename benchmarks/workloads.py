@@ -56,6 +56,21 @@ def requests(lib_name: str, count: int, port: int) -> list[float]:
     return times
 
 
+def session_gets(lib_name: str, count: int, port: int) -> list[float]:
+    """Time ``requests.Session().get`` on a new connection each (``Connection: close``): urllib3
+    builds an ``HTTPConnection`` (the shim merges its options) and sets them on the socket."""
+    lib = importlib.import_module(lib_name)
+    url = f"http://127.0.0.1:{port}/"
+    times = []
+    with lib.Session() as session:
+        session.get(url)  # warm up, as above
+        for _ in range(count):
+            start = time.perf_counter()
+            session.get(url).raise_for_status()
+            times.append(time.perf_counter() - start)
+    return times
+
+
 def main() -> None:
     args = sys.argv[1:]
     if "--hook" in args:
@@ -68,6 +83,8 @@ def main() -> None:
         times = shared_context(lib_name, count)
     elif name == "request":
         times = requests(lib_name, count, int(args[3]))
+    elif name == "session-get":  # requests
+        times = session_gets(lib_name, count, int(args[3]))
     else:
         raise SystemExit(f"unknown workload {name!r}")
     print(json.dumps(times))

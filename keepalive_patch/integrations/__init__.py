@@ -13,6 +13,8 @@ and small functions that import what they need when they run.
 WATCHED = {
     "httpx": ("httpx", "httpx2"),  # transports: keepalive options and retries
     "httpcore": ("httpcore", "httpcore2"),  # proxy pools: the same on the client->proxy socket
+    "urllib3": ("urllib3.connection",),  # every connection: keepalive options (requests, botocore)
+    "requests": ("requests.adapters",),  # HTTPAdapter: one connect retry
 }
 
 

@@ -1,0 +1,132 @@
+"""requests: one retry of a failed connect for every ``HTTPAdapter`` built without ``max_retries``.
+
+Keepalive options reach requests' sockets through urllib3 (``integrations/urllib3.py``); this
+module adds only the connect retry, as httpcore's ``retries=1`` does for httpx: a connect that
+failed sent nothing, so trying it again re-sends nothing.
+
+Without ``max_retries`` requests uses ``Retry(0, read=False)``.  Ours keeps every part of that
+but the connect count: ``read=False`` re-raises read errors as before; ``redirect=0``,
+``status=0`` and ``other=0`` end in the same ``MaxRetryError`` a total of 0 gives (``other``
+matters: urllib3 1.26 wraps any socket error through a proxy, sent bytes or not, as a
+``ProxyError`` that would otherwise count against the total); and
+``respect_retry_after_header=False`` because with a total above 0 urllib3 would otherwise start
+retrying 413 / 429 / 503 answers that carry ``Retry-After``.  A connect that fails every time
+ends in the ``MaxRetryError`` requests turns into the exception it raises today.  An explicit
+``max_retries`` (keyword or positional, even 0) is never touched.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import TYPE_CHECKING, Any, Callable
+
+from keepalive_patch import sockopts
+from keepalive_patch._log import INFO, WARNING, log_once
+from keepalive_patch._wrapping import (
+    InitPlan,
+    KeywordCall,
+    Patcher,
+    Wrapper,
+    class_to_patch,
+    init_wrapper,
+)
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+#: The ``Retry`` keywords ours sets; urllib3 < 1.26 lacks ``other``, and is then left alone.
+RETRY_KEYWORDS = ("total", "connect", "read", "redirect", "status", "other")
+RETRY_AFTER = "respect_retry_after_header"
+
+_patcher = Patcher()
+
+
+def connect_retry(retry_class: Callable[..., Any], count: int) -> Any:
+    """requests' own ``Retry(0, read=False)``, but a failed connect is tried again ``count``
+    times."""
+    return retry_class(
+        total=count,
+        connect=count,
+        read=False,
+        redirect=0,
+        status=0,
+        other=0,
+        **{RETRY_AFTER: False},
+    )
+
+
+class _AdapterPlan(InitPlan):
+    """Adds our ``max_retries`` to an ``HTTPAdapter`` built without one."""
+
+    def __init__(self, init: Callable[..., None], label: str, retry_class: Any) -> None:
+        super().__init__(init, label)
+        self.retry_class = retry_class
+
+    def rewrite(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> inspect.BoundArguments | KeywordCall | None:
+        """The caller's arguments plus ``max_retries``, or ``None`` if they gave it (or the
+        setting is 0, or the arguments do not fit: requests raises its own error then)."""
+        retries = sockopts.in_force().settings.retries
+        if retries <= 0:
+            return None
+        bound = self.bind(args, kwargs)
+        if bound is None or "max_retries" in bound.arguments:
+            return None
+        bound.arguments["max_retries"] = connect_retry(self.retry_class, retries)
+        return bound
+
+
+def _plan_or_none(init: Callable[..., None], label: str, retry_class: Any) -> Wrapper | None:
+    """The wrapper for ``HTTPAdapter.__init__``, or ``None`` (said once) if this requests or its
+    urllib3 lacks what the plan needs."""
+    try:
+        takes = set(inspect.signature(retry_class).parameters)
+        parameters = set(inspect.signature(init).parameters)
+    except (TypeError, ValueError):
+        takes, parameters = set(), set()
+    missing = [name for name in (*RETRY_KEYWORDS, RETRY_AFTER) if name not in takes]
+    if "max_retries" not in parameters:
+        missing.append(f"{label}(max_retries=)")
+    if missing:
+        log_once(
+            "noretry:" + label,
+            WARNING,
+            "%s: no %s here (urllib3 < 1.26?); its connects are not retried",
+            label,
+            ", ".join(missing),
+        )
+        return None
+    return init_wrapper(_AdapterPlan(init, label, retry_class))
+
+
+def patch(module: ModuleType) -> None:
+    """Wrap ``HTTPAdapter.__init__`` of an imported ``requests.adapters``, once."""
+    cls = class_to_patch(module, "HTTPAdapter", "requests' connects are not retried")
+    retry_class = getattr(module, "Retry", None)
+    if cls is None:
+        return
+    if not isinstance(retry_class, type):
+        log_once(
+            "noretryclass:" + module.__name__,
+            WARNING,
+            "%s.Retry not found; requests' connects are not retried",
+            module.__name__,
+        )
+        return
+    label = f"{module.__name__}.HTTPAdapter"
+    _patcher.wrap(
+        cls, "__init__", functools.partial(_plan_or_none, label=label, retry_class=retry_class)
+    )
+    log_once("patched:" + module.__name__, INFO, "keepalive-patch applied to %s", module.__name__)
+
+
+def unpatch() -> None:
+    """Restore the exact original ``__init__``; disarm ours where another wrapper covers it."""
+    _patcher.unwrap_all()
+
+
+def original_init(cls: type) -> Any:
+    """The ``__init__`` a patched adapter class had before us."""
+    return _patcher.original(cls)

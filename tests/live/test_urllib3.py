@@ -1,0 +1,440 @@
+"""urllib3 (1.26 and 2.x): keepalive options read back from live loopback sockets.
+
+Every connection urllib3 opens -- direct, to an HTTP proxy (forwarding and CONNECT), through a
+SOCKS proxy -- is read with ``getsockopt`` from the live client socket, found by the address the
+server (or proxy) saw.  ``TCP_NODELAY`` is read too: urllib3's own default, which must stay.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import socket
+import ssl
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from support.client_sockets import nodelay_of, options_of
+from support.origins import CountingOrigin
+from support.procs import PYTHON, clean_env, run_python
+from support.proxies import HTTPProxyServer, OriginServer, Socks5ProxyServer, make_server_tls
+from support.sockets import expected, kernel_defaults
+
+import keepalive_patch
+from keepalive_patch import sockopts
+from keepalive_patch.integrations import urllib3 as integration
+
+urllib3 = pytest.importorskip("urllib3")
+
+MAJOR = int(urllib3.__version__.split(".")[0])
+TCP = socket.IPPROTO_TCP
+NODELAY = (TCP, socket.TCP_NODELAY, 1)
+KEEPALIVE_ON = (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+KEEPALIVE_OFF = (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 0)
+NONE = "CERT_NONE"
+#: The CONNECT tests talk TLS to a self-signed origin; urllib3 warns about that, rightly.
+insecure = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+
+
+@pytest.fixture
+def origin() -> Iterator[CountingOrigin]:
+    with CountingOrigin() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def server_tls(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
+    try:
+        return make_server_tls(tmp_path_factory.mktemp("tls"))
+    except FileNotFoundError:
+        pytest.skip("openssl is not installed: no certificate for the TLS origin")
+
+
+@pytest.fixture
+def tls_origin(server_tls: ssl.SSLContext) -> Iterator[OriginServer]:
+    with OriginServer(tls=server_tls) as server:
+        yield server
+
+
+def get(manager: Any, url: str) -> None:
+    """One GET that leaves its connection open in the pool."""
+    response = manager.request("GET", url, retries=False)
+    assert response.status == 200
+    assert response.data == b"ok"
+
+
+def body_of(connection: Any) -> bytes:
+    """GET / on a bare connection (urllib3 2.x answers with its own preloaded response)."""
+    connection.request("GET", "/")
+    response = connection.getresponse()
+    body = getattr(response, "data", None)
+    return bytes(response.read() if body is None else body)
+
+
+def theirs(**changes: int) -> dict[str, int]:
+    """A socket with only the caller's keepalive policy: the kernel's defaults plus theirs."""
+    return {**kernel_defaults(), **changes}
+
+
+# -- every kind of connection ------------------------------------------------------------------
+
+
+def test_pool_manager_connection_gets_keepalive(origin: CountingOrigin) -> None:
+    with urllib3.PoolManager() as manager:
+        get(manager, origin.url)
+        assert options_of(origin.peers[-1]) == expected()
+        assert nodelay_of(origin.peers[-1]) == 1, "urllib3's own default stays"
+
+
+def test_connection_pool_and_top_level_request_get_keepalive(origin: CountingOrigin) -> None:
+    with urllib3.HTTPConnectionPool(origin.host, origin.port) as pool:
+        get(pool, "/")
+        assert options_of(origin.peers[-1]) == expected()
+    if MAJOR >= 2:  # urllib3.request(), with its module-level pool manager
+        assert urllib3.request("GET", origin.url).status == 200
+        assert len(origin.peers) == 2
+
+
+@insecure
+def test_https_connection_gets_keepalive(tls_origin: OriginServer) -> None:
+    with urllib3.PoolManager(cert_reqs=NONE) as manager:
+        get(manager, tls_origin.url)
+        assert options_of(tls_origin.peers[-1]) == expected()
+        assert nodelay_of(tls_origin.peers[-1]) == 1
+
+
+def test_proxy_forwarding_client_to_proxy_socket(origin: CountingOrigin) -> None:
+    with HTTPProxyServer() as proxy, urllib3.ProxyManager(proxy.url) as manager:
+        get(manager, origin.url)
+        assert proxy.requests[-1].startswith(b"GET http://127.0.0.1:")  # forwarded, no tunnel
+        assert options_of(proxy.peers[-1]) == expected()
+        # urllib3 gives proxy connections no options of its own ([]: Nagle stays on).
+        assert nodelay_of(proxy.peers[-1]) == 0
+
+
+@insecure
+def test_proxy_connect_tunnel_client_to_proxy_socket(tls_origin: OriginServer) -> None:
+    with HTTPProxyServer() as proxy, urllib3.ProxyManager(proxy.url, cert_reqs=NONE) as manager:
+        get(manager, tls_origin.url)
+        assert proxy.requests[-1].startswith(b"CONNECT 127.0.0.1:")
+        assert options_of(proxy.peers[-1]) == expected()
+
+
+def socks_manager(proxy: Socks5ProxyServer, **kwargs: Any) -> Any:
+    pytest.importorskip("socks", reason="urllib3.contrib.socks needs PySocks")
+    from urllib3.contrib.socks import SOCKSProxyManager
+
+    return SOCKSProxyManager(proxy.url, **kwargs)
+
+
+def test_socks_proxy_client_to_proxy_socket(origin: CountingOrigin) -> None:
+    with Socks5ProxyServer() as proxy, socks_manager(proxy) as manager:
+        get(manager, origin.url)
+        assert proxy.targets == [origin.address]
+        assert options_of(proxy.peers[-1]) == expected()
+        assert nodelay_of(proxy.peers[-1]) == 1
+
+
+def test_apply_overrides_reach_the_socket(origin: CountingOrigin) -> None:
+    keepalive_patch.apply(idle=7, interval=2, count=4, user_timeout=9_000)
+    with urllib3.PoolManager() as manager:
+        get(manager, origin.url)
+        assert options_of(origin.peers[-1]) == {
+            "SO_KEEPALIVE": 1,
+            "TCP_KEEPIDLE": 7,
+            "TCP_KEEPINTVL": 2,
+            "TCP_KEEPCNT": 4,
+            "TCP_USER_TIMEOUT": 9_000,
+        }
+
+
+def test_unpatched_socket_has_no_keepalive(origin: CountingOrigin) -> None:
+    """The control: the same request without the shim gets the kernel defaults."""
+    keepalive_patch.remove()
+    with urllib3.PoolManager() as manager:
+        get(manager, origin.url)
+        assert options_of(origin.peers[-1]) == kernel_defaults()
+        assert nodelay_of(origin.peers[-1]) == 1
+
+
+# -- the caller wins -------------------------------------------------------------------------
+
+CALLER_CASES = {
+    "absent": ({}, expected(), 1),
+    "empty list": ({"socket_options": []}, expected(), 0),
+    "explicit None": ({"socket_options": None}, theirs(), 0),
+    "unrelated only": ({"socket_options": [NODELAY]}, expected(), 1),
+    "tuple": ({"socket_options": (NODELAY,)}, expected(), 1),
+    "keepalive off": ({"socket_options": [NODELAY, KEEPALIVE_OFF]}, theirs(), 1),
+    "bare keepalive": ({"socket_options": [KEEPALIVE_ON]}, expected(), 0),
+    "own timings": (
+        {"socket_options": [KEEPALIVE_ON, (TCP, socket.TCP_KEEPIDLE, 77)]},
+        theirs(SO_KEEPALIVE=1, TCP_KEEPIDLE=77),
+        0,
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "want", "nodelay"), list(CALLER_CASES.values()), ids=list(CALLER_CASES)
+)
+def test_caller_socket_options_win(
+    origin: CountingOrigin, kwargs: dict[str, Any], want: dict[str, int], nodelay: int
+) -> None:
+    with urllib3.PoolManager(**kwargs) as manager:
+        get(manager, origin.url)
+        assert options_of(origin.peers[-1]) == want
+        assert nodelay_of(origin.peers[-1]) == nodelay
+
+
+def test_a_list_changed_in_place_is_merged_anew(origin: CountingOrigin) -> None:
+    """Merged lists are remembered by their contents, never by identity."""
+    mine = [KEEPALIVE_ON]
+    with urllib3.PoolManager(socket_options=mine) as manager:
+        get(manager, origin.url)
+        assert options_of(origin.peers[-1]) == expected()
+        mine.append((TCP, socket.TCP_KEEPIDLE, 77))
+        manager.clear()  # the next request needs a new connection
+        get(manager, origin.url)
+        assert len(origin.peers) == 2
+        assert options_of(origin.peers[-1]) == theirs(SO_KEEPALIVE=1, TCP_KEEPIDLE=77)
+    assert mine == [KEEPALIVE_ON, (TCP, socket.TCP_KEEPIDLE, 77)], "the caller's list untouched"
+
+
+def test_unhashable_options_are_merged_too(origin: CountingOrigin) -> None:
+    """An option given as a list (PoolManager cannot key its pools by such, a pool can)."""
+    with urllib3.HTTPConnectionPool(origin.host, origin.port, socket_options=[[*NODELAY]]) as pool:
+        get(pool, "/")
+        assert options_of(origin.peers[-1]) == expected()
+        assert nodelay_of(origin.peers[-1]) == 1
+
+
+@pytest.mark.parametrize("kind", ["forwarding proxy", "socks proxy"])
+def test_explicit_none_through_a_proxy_is_left_alone(origin: CountingOrigin, kind: str) -> None:
+    proxy: Any = HTTPProxyServer() if kind == "forwarding proxy" else Socks5ProxyServer()
+    with proxy:
+        if kind == "forwarding proxy":
+            manager = urllib3.ProxyManager(proxy.url, socket_options=None)
+        else:
+            manager = socks_manager(proxy, socket_options=None)
+        with manager:
+            get(manager, origin.url)
+            assert options_of(proxy.peers[-1]) == theirs()
+
+
+def test_user_timeout_is_added_unless_the_caller_set_it(origin: CountingOrigin) -> None:
+    keepalive_patch.apply(user_timeout=5_000)
+    own_timeout = [(TCP, socket.TCP_USER_TIMEOUT, 7_000)]
+    with urllib3.PoolManager(socket_options=own_timeout) as manager:
+        get(manager, origin.url)
+        assert options_of(origin.peers[-1]) == expected(TCP_USER_TIMEOUT=7_000)
+
+
+def test_generator_options_are_read_once(origin: CountingOrigin) -> None:
+    """A caller's generator: read once, when the connection is made, and what it gave kept."""
+    reads = []
+
+    def mine() -> Iterator[tuple[int, int, int]]:
+        reads.append(1)
+        yield NODELAY
+
+    connection = urllib3.connection.HTTPConnection(origin.host, origin.port, socket_options=mine())
+    try:
+        assert connection.socket_options[0] == NODELAY
+        assert len(reads) == 1
+        assert body_of(connection) == b"ok"
+        assert options_of(origin.peers[-1]) == expected()
+        assert nodelay_of(origin.peers[-1]) == 1
+    finally:
+        connection.close()
+
+
+def test_generator_error_reaches_the_caller(origin: CountingOrigin) -> None:
+    """The caller's own exception, as without the shim (there it surfaces on connect)."""
+
+    def broken() -> Iterator[tuple[int, int, int]]:
+        raise LookupError("the caller's own")
+        yield NODELAY  # pragma: no cover
+
+    def attempt() -> None:
+        with urllib3.PoolManager(socket_options=broken()) as manager:
+            manager.request("GET", origin.url, retries=False)
+
+    with pytest.raises(LookupError, match="the caller's own"):
+        attempt()
+    keepalive_patch.remove()
+    with pytest.raises(LookupError, match="the caller's own"):
+        attempt()
+
+
+def test_options_assigned_after_construction_are_theirs(origin: CountingOrigin) -> None:
+    connection = urllib3.connection.HTTPConnection(origin.host, origin.port)
+    connection.socket_options = [KEEPALIVE_OFF]
+    try:
+        assert body_of(connection) == b"ok"
+        assert options_of(origin.peers[-1]) == theirs()
+    finally:
+        connection.close()
+
+
+# -- subclasses of HTTPConnection --------------------------------------------------------------
+
+
+def via(connection_class: type, origin: CountingOrigin) -> dict[str, int]:
+    """GET through a pool whose connections are ``connection_class``; the live options."""
+
+    class Pool(urllib3.HTTPConnectionPool):
+        ConnectionCls = connection_class
+
+    with Pool(origin.host, origin.port) as pool:
+        get(pool, "/")
+        return options_of(origin.peers[-1])
+
+
+def test_subclass_without_init_is_patched(origin: CountingOrigin) -> None:
+    class Plain(urllib3.connection.HTTPConnection):
+        pass
+
+    assert via(Plain, origin) == expected()
+
+
+def test_subclass_passing_its_own_options_to_super(origin: CountingOrigin) -> None:
+    class Own(urllib3.connection.HTTPConnection):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["socket_options"] = [KEEPALIVE_ON]
+            super().__init__(*args, **kwargs)
+
+    class Off(urllib3.connection.HTTPConnection):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **{**kwargs, "socket_options": None})
+
+    assert via(Own, origin) == expected()
+    assert via(Off, origin) == theirs()
+
+
+def test_subclass_default_socket_options_as_urllib3_reads_them(origin: CountingOrigin) -> None:
+    """urllib3 1.26 falls back to the instance's ``default_socket_options``; 2.x binds the
+    base class's list in its signature.  Whichever list urllib3 stores, the policy applies."""
+
+    class Quiet(urllib3.connection.HTTPConnection):
+        default_socket_options: ClassVar[list[tuple[int, int, int]]] = [KEEPALIVE_OFF]
+
+    original = integration._patcher.original(urllib3.connection.HTTPConnection)
+    bare = Quiet.__new__(Quiet)
+    original(bare, origin.host, origin.port)  # what urllib3 itself stores, without the shim
+    stored = bare.socket_options
+    assert via(Quiet, origin) == (theirs() if stored == [KEEPALIVE_OFF] else expected())
+
+
+@insecure
+def test_https_subclass_is_patched(tls_origin: OriginServer) -> None:
+    class Tls(urllib3.connection.HTTPSConnection):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+
+    class Pool(urllib3.HTTPSConnectionPool):
+        ConnectionCls = Tls
+
+    with Pool(tls_origin.host, tls_origin.port, cert_reqs=NONE) as pool:
+        get(pool, "/")
+        assert options_of(tls_origin.peers[-1]) == expected()
+
+
+# -- containment, removal, idempotence -----------------------------------------------------------
+
+
+def test_internal_failure_leaves_the_connection_as_urllib3_made_it(
+    origin: CountingOrigin, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken() -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(sockopts, "in_force", broken)
+    with caplog.at_level(logging.WARNING, logger="keepalive_patch"):
+        first = urllib3.connection.HTTPConnection("127.0.0.1", 1)
+        second = urllib3.connection.HTTPConnection("127.0.0.1", 1, socket_options=[NODELAY])
+        with urllib3.PoolManager() as manager:
+            get(manager, origin.url)
+            assert options_of(origin.peers[-1]) == kernel_defaults()
+    assert first.socket_options == urllib3.connection.HTTPConnection.default_socket_options
+    assert second.socket_options == [NODELAY]
+    failures = [r for r in caplog.records if "failed to add keepalive" in r.getMessage()]
+    assert len(failures) == 1, "logged once, not per connection"
+
+
+def test_probe_drops_rejected_option_end_to_end(
+    origin: CountingOrigin, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An option this kernel refuses (TCP_KEEPIDLE=0 is EINVAL on Linux) is dropped and logged,
+    never turned into a failed connect."""
+    real = sockopts.keepalive_options
+    monkeypatch.setattr(
+        sockopts,
+        "keepalive_options",
+        lambda settings: [*real(settings), (TCP, socket.TCP_KEEPIDLE, 0)],
+    )
+    with caplog.at_level(logging.WARNING, logger="keepalive_patch"):
+        keepalive_patch.apply()
+        with urllib3.PoolManager() as manager:
+            get(manager, origin.url)
+            assert options_of(origin.peers[-1])["TCP_KEEPIDLE"] == 30
+    assert any("TCP_KEEPIDLE=0" in r.getMessage() for r in caplog.records)
+
+
+def test_remove_restores_the_exact_original(origin: CountingOrigin) -> None:
+    cls = urllib3.connection.HTTPConnection
+    original = integration._patcher.original(cls)
+    keepalive_patch.remove()
+    assert cls.__dict__["__init__"] is original
+    assert inspect.isfunction(original)
+    assert integration.patched_classes() == []
+    keepalive_patch.apply()
+    with urllib3.PoolManager() as manager:
+        get(manager, origin.url)
+        assert options_of(origin.peers[-1]) == expected()
+
+
+def test_patch_is_idempotent() -> None:
+    integration.patch(urllib3.connection)
+    keepalive_patch.apply()
+    init = urllib3.connection.HTTPConnection.__dict__["__init__"]
+    assert inspect.isfunction(init.__wrapped__), "exactly one layer of wrapping"
+    assert integration.patched_classes() == [urllib3.connection.HTTPConnection]
+
+
+@pytest.mark.parametrize("name", ["urllib3", "urllib3.connection"])
+def test_skip_leaves_urllib3_alone(origin: CountingOrigin, name: str) -> None:
+    keepalive_patch.apply(skip=[name])
+    assert integration.patched_classes() == []
+    with urllib3.PoolManager() as manager:
+        get(manager, origin.url)
+        assert options_of(origin.peers[-1]) == kernel_defaults()
+
+
+def test_only_the_base_class_is_wrapped() -> None:
+    """Subclasses reach the wrapper through ``super()``: wrapping them too would merge twice."""
+    assert integration.patched_classes() == [urllib3.connection.HTTPConnection]
+    assert not hasattr(urllib3.connection.HTTPSConnection.__dict__["__init__"], "__wrapped__")
+
+
+def test_loaded_lazily_after_urllib3(tmp_path: Path) -> None:
+    """Importing the package loads no urllib3 integration; importing urllib3 does."""
+    code = (
+        "import sys, keepalive_patch\n"
+        "assert 'keepalive_patch.integrations.urllib3' not in sys.modules\n"
+        "import urllib3\n"
+        "assert 'keepalive_patch.integrations.urllib3' in sys.modules\n"
+        "assert 'wrapt' not in sys.modules, 'wrapt waits for the first connection'\n"
+        "urllib3.connection.HTTPConnection('127.0.0.1', 1)\n"
+        "assert 'wrapt' in sys.modules\n"
+    )
+    run_python([*PYTHON, "-c", code], clean_env(), cwd=tmp_path)
+
+
+def test_the_integration_is_a_module_of_two_functions() -> None:
+    assert isinstance(integration, types.ModuleType)
+    assert callable(integration.patch)
+    assert callable(integration.unpatch)
