@@ -295,9 +295,21 @@ def patch(module: ModuleType) -> None:
             getattr(module, "__version__", "(unknown version)"),
         )
         return
-    errors = Errors(module)
-    for class_name, attribute in CONNECTIONS:
-        cls = getattr(module, class_name, None)
+    connections = [(getattr(module, name, None), attribute) for name, attribute in CONNECTIONS]
+    if not any(isinstance(cls, type) for cls, _ in connections):
+        return  # no connection classes: nothing here sends a request
+    try:
+        errors = Errors(module)
+    except AttributeError as exc:
+        log_once(
+            "replay:layout:" + library,
+            WARNING,
+            "keepalive-patch: %s; requests on dead reused %s connections are not replayed",
+            exc,
+            library,
+        )
+        return
+    for cls, attribute in connections:
         if isinstance(cls, type):  # without h2, HTTP2Connection is a stand-in: not wrapped
             make = _async_connection if "async" in attribute else _sync_connection
             _patcher.wrap(cls, attribute, _given(make(errors)))
