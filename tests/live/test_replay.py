@@ -52,7 +52,8 @@ def lib(lib: ModuleType) -> ModuleType:
     """``lib`` where its httpcore replays (>= 1.0); httpcore 0.16 / 0.17 are left alone."""
     core = importlib.import_module(CORES[lib.__name__])
     if not replay.supported(core):
-        pytest.skip(f"{core.__name__} {core.__version__} < 1.0: no replay (see test_old_httpcore)")
+        reason = f"{core.__name__} {core.__version__} < 1.0 is not replayed"
+        pytest.skip(reason + " (test_old_httpcore_is_left_alone)")
     return lib
 
 
@@ -142,6 +143,15 @@ def test_safe_request_on_dead_reused_connection_is_replayed(
         assert exchange(lib, mode, server.url, twice()) == [200, 200]
     assert server.connections_of("GET") == [1, 1, 2]
     assert [seen.answered for seen in server.seen] == [True, False, True]
+
+
+def test_replayed_in_a_pool_of_one_connection(lib: ModuleType, mode: str) -> None:
+    """The pool drops the dead connection before it opens another: no slot is lost."""
+    limits = lib.Limits(max_connections=1, max_keepalive_connections=1)
+    calls = [("GET", {})] * 4
+    with DyingServer() as server:
+        assert exchange(lib, mode, server.url, calls, limits=limits) == [200] * 4
+    assert server.connections_of("GET") == [1, 1, 2, 2, 3, 3, 4]
 
 
 def test_unpatched_the_caller_gets_the_error(lib: ModuleType, mode: str, close: str) -> None:
@@ -285,14 +295,15 @@ def test_switched_off_behaves_as_unpatched(
     assert server.connections_of("GET") == [1, 1]
 
 
-def test_off_from_the_start_wraps_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_off_from_the_start_wraps_nothing(lib: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    core = importlib.import_module(CORES[lib.__name__])
     keepalive_patch.remove()
     monkeypatch.setenv("KEEPALIVE_PATCH_REPLAY", "0")
     keepalive_patch.apply()
     assert replay.patched_classes() == []
     monkeypatch.delenv("KEEPALIVE_PATCH_REPLAY")
-    keepalive_patch.apply()  # on again: the imported libraries are patched now
-    assert replay.patched_classes()
+    keepalive_patch.apply()  # on again: the libraries already imported are patched now
+    assert core.HTTP11Connection in replay.patched_classes()
 
 
 def test_remove_restores_the_original_methods(lib: ModuleType) -> None:
@@ -398,3 +409,20 @@ def test_http2_post_without_key_is_not_replayed(h2_lib: ModuleType) -> None:
         first, second = exchange(h2_lib, "sync", server.url, calls, http1=False, http2=True)
     assert (first, type(second)) == (200, h2_lib.RemoteProtocolError)
     assert server.connections_of("POST") == [1, 1]
+
+
+# -- httpcore 0.16 / 0.17 (httpx 0.23 / 0.24) --------------------------------------------------
+
+
+def test_old_httpcore_is_left_alone() -> None:
+    """Their pools keep a closed connection: replaying there would starve the pool, so the
+    classes stay unwrapped and a dead reused connection raises exactly as without the shim."""
+    core = pytest.importorskip("httpcore")
+    if replay.supported(core):
+        pytest.skip(f"httpcore {core.__version__} replays; this is for httpcore < 1.0")
+    httpx = pytest.importorskip("httpx")
+    assert not any(cls.__module__.startswith("httpcore.") for cls in replay.patched_classes())
+    with DyingServer() as server:
+        first, second = exchange(httpx, "sync", server.url, twice())
+    assert (first, type(second)) == (200, httpx.RemoteProtocolError)
+    assert server.connections_of("GET") == [1, 1]
