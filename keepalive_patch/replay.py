@@ -17,6 +17,8 @@ which the pool already answers by dropping the connection (closed by then) and s
 request on another one.  A failure on a fresh connection is never replayed, so the sends are
 bounded by the pool's idle connections plus one.  Only a request a pool is sending is handed
 back this way: whoever drives a connection directly gets the library's error, as ever.
+A send that succeeds pays for the wrapper and one ``WeakSet.add`` (a few microseconds); the
+rest runs only when a send has failed.
 
 The rule (the first half) knows nothing of httpcore; the wrappers (the second half) are put on
 httpcore / httpcore2 >= 1.0 by ``integrations.httpcore``.  httpcore 0.16 / 0.17 (httpx 0.23 /
@@ -27,7 +29,6 @@ httpcore / httpcore2 >= 1.0 by ``integrations.httpcore``.  httpcore 0.16 / 0.17 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import errno
 import sys
 import weakref
@@ -132,7 +133,7 @@ def nothing_arrived(exc: BaseException, errors: Errors) -> bool:
     return False
 
 
-# --- The wrappers: httpcore / httpcore2 connections and pools -------------------------------
+# --- The wrappers: httpcore / httpcore2 connections ------------------------------------------
 
 #: The connections whose send we watch: (class, the method that sends a request).
 CONNECTIONS = (
@@ -141,23 +142,21 @@ CONNECTIONS = (
     ("HTTP2Connection", "handle_request"),
     ("AsyncHTTP2Connection", "handle_async_request"),
 )
-#: The pools: they mark the requests they send, and answer ``ConnectionNotAvailable``.
+#: The pools' send methods: only a request one of them is sending may be handed back to it.
 POOLS = (
     ("ConnectionPool", "handle_request"),
     ("AsyncConnectionPool", "handle_async_request"),
 )
+#: How far up the stack a pool's send may be: proxy and HTTPConnection layers, our guard.
+POOL_DEPTH = 16
 
 #: Connections that have returned a response: a request on one of them reuses it.
 _served: weakref.WeakSet[Any] = weakref.WeakSet()
-#: True while a pool is sending the current request (per thread, per task).
-_in_pool: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "keepalive_patch_replay_in_pool", default=False
-)
 _patcher = Patcher()
 
 
 def _was_served(connection: object) -> bool:
-    """True if ``connection`` has returned a response before (so this request reuses it)."""
+    """True if ``connection`` had returned a response before the request that just failed."""
     try:
         return connection in _served
     except TypeError:  # not weakly referenceable: never counts as reused
@@ -169,18 +168,42 @@ def _mark_served(connection: object) -> None:
         _served.add(connection)
 
 
-def _replay(errors: Errors, exc: Exception, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    """Rules 2 and 3 (the caller checked rule 1), the switch, and the DEBUG line if we replay.
+def _sent_by_pool(pools: frozenset[Any]) -> bool:
+    """True if one of the pools' send methods is on the stack above the failed send.
+
+    A pool answers ``ConnectionNotAvailable`` by trying another connection; whoever drives a
+    connection directly must get the library's own error.  Looked up only when a send failed,
+    so a request that succeeds pays nothing for it.
+    """
+    frame = sys._getframe(1)
+    for _ in range(POOL_DEPTH):
+        if frame is None:
+            return False
+        if frame.f_code in pools:
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
+def _replay(
+    errors: Errors,
+    pools: frozenset[Any],
+    connection: object,
+    exc: Exception,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> bool:
+    """The whole rule for a failed send, the switch, and the DEBUG line if we replay.
 
     Never raises: if deciding fails, the library's own error goes to the caller.
     """
     try:
-        if not _in_pool.get() or not nothing_arrived(exc, errors):
+        if not _was_served(connection) or not nothing_arrived(exc, errors):
             return False
         request = args[0] if args else kwargs["request"]
         if not is_replayable(request.method, request.headers, request.stream):
             return False
-        if not config.current().replay:
+        if not config.current().replay or not _sent_by_pool(pools):
             return False
         logger().debug(
             "keepalive-patch: replaying %s %s on another connection: the reused one failed "
@@ -202,18 +225,17 @@ def _replay(errors: Errors, exc: Exception, args: tuple[Any, ...], kwargs: dict[
         return False
 
 
-def _sync_connection(errors: Errors) -> Wrapper:
+def _sync_connection(errors: Errors, pools: frozenset[Any]) -> Wrapper:
     def keepalive_replay(
         wrapped: Callable[..., Any],
         instance: object,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        reused = _was_served(instance)
         try:
             response = wrapped(*args, **kwargs)
         except Exception as exc:
-            if reused and _replay(errors, exc, args, kwargs):
+            if _replay(errors, pools, instance, exc, args, kwargs):
                 raise errors.not_available() from exc
             raise
         _mark_served(instance)
@@ -222,18 +244,17 @@ def _sync_connection(errors: Errors) -> Wrapper:
     return keepalive_replay
 
 
-def _async_connection(errors: Errors) -> Wrapper:
+def _async_connection(errors: Errors, pools: frozenset[Any]) -> Wrapper:
     async def keepalive_replay(
         wrapped: Callable[..., Any],
         instance: object,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        reused = _was_served(instance)
         try:
             response = await wrapped(*args, **kwargs)
         except Exception as exc:
-            if reused and _replay(errors, exc, args, kwargs):
+            if _replay(errors, pools, instance, exc, args, kwargs):
                 raise errors.not_available() from exc
             raise
         _mark_served(instance)
@@ -242,24 +263,17 @@ def _async_connection(errors: Errors) -> Wrapper:
     return keepalive_replay
 
 
-def _sync_pool(
-    wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    token = _in_pool.set(True)
-    try:
-        return wrapped(*args, **kwargs)
-    finally:
-        _in_pool.reset(token)
-
-
-async def _async_pool(
-    wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    token = _in_pool.set(True)
-    try:
-        return await wrapped(*args, **kwargs)
-    finally:
-        _in_pool.reset(token)
+def _pool_code(module: ModuleType) -> frozenset[Any]:
+    """The code objects of ``module``'s pool send methods (subclasses such as ``HTTPProxy``
+    inherit them; an override that calls ``super()`` still has them on the stack)."""
+    codes = set()
+    for class_name, attribute in POOLS:
+        cls = getattr(module, class_name, None)
+        method = cls.__dict__.get(attribute) if isinstance(cls, type) else None
+        code = getattr(method, "__code__", None)
+        if code is not None:  # a wrapt wrapper of someone else's gives its original's code
+            codes.add(code)
+    return frozenset(codes)
 
 
 def _given(wrapper: Wrapper) -> Callable[[Any], Wrapper]:
@@ -309,16 +323,11 @@ def patch(module: ModuleType) -> None:
             library,
         )
         return
+    pools = _pool_code(module)
     for cls, attribute in connections:
         if isinstance(cls, type):  # without h2, HTTP2Connection is a stand-in: not wrapped
             make = _async_connection if "async" in attribute else _sync_connection
-            _patcher.wrap(cls, attribute, _given(make(errors)))
-    for class_name, attribute in POOLS:
-        cls = getattr(module, class_name, None)
-        if isinstance(cls, type):
-            _patcher.wrap(
-                cls, attribute, _given(_async_pool if "async" in attribute else _sync_pool)
-            )
+            _patcher.wrap(cls, attribute, _given(make(errors, pools)))
     log_once(
         "replay:patched:" + library,
         INFO,

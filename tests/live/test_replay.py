@@ -308,7 +308,10 @@ def test_off_from_the_start_wraps_nothing(lib: ModuleType, monkeypatch: pytest.M
 
 def test_remove_restores_the_original_methods(lib: ModuleType) -> None:
     core = importlib.import_module(CORES[lib.__name__])
-    wrapped = [(core.HTTP11Connection, "handle_request"), (core.ConnectionPool, "handle_request")]
+    wrapped = [
+        (core.HTTP11Connection, "handle_request"),
+        (core.AsyncHTTP11Connection, "handle_async_request"),
+    ]
     originals = [replay._patcher.original(cls, name) for cls, name in wrapped]
     keepalive_patch.remove()
     try:
