@@ -25,6 +25,9 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import replay_race
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
@@ -282,6 +285,34 @@ def detection(repeat: int) -> tuple[float, float, int] | str:
     return statistics.median(off), statistics.median(on), budget
 
 
+def race_rows(lib: str, runs: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str, str]]:
+    """The replay rows: errors of the race, and what a replay adds to a GET's latency."""
+    off, on = runs["unpatched"], runs["patched"]
+    timing = f"idle close {replay_race.IDLE_MS:g} ms, RTT {replay_race.RTT_MS:g} ms emulated"
+    errors = [
+        (
+            f"{lib}: GETs racing an idle close ({timing}): errors per {replay_race.COUNT}",
+            str(sum(off["errors"].values())),
+            str(sum(on["errors"].values())),
+            f"{on['dropped']} replayed",
+            "0 patched",
+        )
+    ]
+    if not on["replayed"]:
+        return errors
+    normal, replayed = statistics.median(on["normal"]), statistics.median(on["replayed"])
+    return [
+        *errors,
+        (
+            f"{lib}: latency of a replayed GET vs a normal one (patched run)",
+            "an error instead",
+            f"{fmt(replayed)} (normal {fmt(normal)}, +{fmt(replayed - normal)})",
+            f"{replayed / normal:.2f}x",
+            "-",
+        ),
+    ]
+
+
 def machine(python: str) -> str:
     cpu = "unknown CPU"
     with contextlib.suppress(OSError):
@@ -378,6 +409,10 @@ def main() -> None:
                 python, ["request", lib, str(ops), str(port)], processes
             )
             add(f"{lib}: new connection + GET, loopback", base, patched, "<= 1.02x")
+
+    for lib in ("httpx", "httpx2"):
+        log(f"{lib}: {replay_race.COUNT} GETs racing an idle close, unpatched then patched ...")
+        rows.extend(race_rows(lib, replay_race.measure(python, lib, env, NEUTRAL_CWD)))
 
     if not args.no_e2e:
         log("dead-peer detection (e2e scenario 2) ...")

@@ -22,7 +22,7 @@ import inspect
 import itertools
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from keepalive_patch import sockopts
+from keepalive_patch import replay, sockopts
 from keepalive_patch._log import INFO, WARNING, log_once
 from keepalive_patch._wrapping import (
     CallerError,
@@ -251,6 +251,7 @@ def patch(module: ModuleType) -> None:
         )
         _patcher.wrap(cls, "__init__", wrapper_for)
     log_once("patched:" + library, INFO, "keepalive-patch applied to %s proxy pools", library)
+    replay.patch(module)  # its connections and pools: a safe request on a dead reused one
 
 
 def _wrapper_or_none(
@@ -282,6 +283,7 @@ def _wrapper_or_none(
 def unpatch() -> None:
     """Restore the exact original ``__init__`` objects; disarm ours where another wraps it."""
     _patcher.unwrap_all()
+    replay.unpatch()
 
 
 def patched_classes() -> list[type]:

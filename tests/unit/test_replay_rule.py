@@ -1,0 +1,130 @@
+"""The replay rule by itself: which requests are replayable and which errors mean "nothing
+arrived".  The exceptions are the libraries' own classes, built the way httpcore raises them
+(``raise Mapped(exc) from exc``); the live tests prove the same on real connections."""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections.abc import Iterator
+from types import ModuleType
+
+import h11
+import pytest
+
+from keepalive_patch import replay
+
+
+@pytest.fixture(params=["httpcore", "httpcore2"])
+def core(request: pytest.FixtureRequest) -> ModuleType:
+    return pytest.importorskip(request.param)
+
+
+def raised_from(cls: type[BaseException], cause: BaseException) -> BaseException:
+    """``cls(cause)`` raised ``from cause``, as httpcore's ``map_exceptions`` does."""
+    try:
+        raise cls(cause) from cause
+    except cls as exc:
+        return exc
+
+
+def body(library: str, content: bytes = b"") -> object:
+    """The request body ``library`` builds for bytes (or for no body at all)."""
+    module = pytest.importorskip(library)
+    return module.Request("POST", "http://127.0.0.1/", content=content).stream
+
+
+# -- is the request replayable? ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("library", ["httpx", "httpx2", "httpcore", "httpcore2"])
+@pytest.mark.parametrize("method", [b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"get"])
+def test_safe_methods_with_a_bytes_body_are_replayable(library: str, method: bytes) -> None:
+    assert replay.is_replayable(method, [], body(library))
+    assert replay.is_replayable(method, [], body(library, b"payload"))
+
+
+@pytest.mark.parametrize("method", [b"POST", b"PUT", b"DELETE", b"PATCH", b"CONNECT"])
+def test_other_methods_need_an_idempotency_key(method: bytes) -> None:
+    stream = body("httpx", b"payload")
+    assert not replay.is_replayable(method, [(b"Host", b"x")], stream)
+    for name in (b"Idempotency-Key", b"idempotency-key", b"X-Idempotency-Key"):
+        assert replay.is_replayable(method, [(b"Host", b"x"), (name, b"k")], stream)
+    assert not replay.is_replayable(method, [(b"Idempotency", b"k")], stream)
+
+
+def test_json_and_form_bodies_are_bytes_bodies() -> None:
+    httpx = pytest.importorskip("httpx")
+    for kwargs in ({"json": {"a": 1}}, {"data": {"a": "1"}}, {}):
+        request = httpx.Request("POST", "http://127.0.0.1/", **kwargs)  # type: ignore[arg-type]
+        assert replay.body_is_replayable(request.stream), kwargs
+
+
+def test_streamed_bodies_are_never_replayable() -> None:
+    httpx = pytest.importorskip("httpx")
+
+    def chunks() -> Iterator[bytes]:
+        yield b"x"
+
+    streamed = httpx.Request("GET", "http://127.0.0.1/", content=chunks())
+    files = httpx.Request("POST", "http://127.0.0.1/", files={"f": b"x"})
+    subclass = type("MyStream", (type(body("httpx")),), {})(b"x")
+    for stream in (streamed.stream, files.stream, subclass, chunks(), [b"x"], b"x", None):
+        assert not replay.body_is_replayable(stream), stream
+        assert not replay.is_replayable(b"GET", [(b"Idempotency-Key", b"k")], stream)
+
+
+# -- did anything of the response arrive? ------------------------------------------------------
+
+
+def test_a_close_reset_or_broken_pipe_means_nothing_arrived(core: ModuleType) -> None:
+    errors = replay.Errors(core)
+    disconnected = core.RemoteProtocolError("Server disconnected without sending a response.")
+    for exc in (
+        disconnected,
+        core.RemoteProtocolError("Server disconnected"),  # HTTP/2
+        raised_from(core.ReadError, ConnectionResetError(errno.ECONNRESET, "reset")),
+        raised_from(core.WriteError, BrokenPipeError(errno.EPIPE, "broken pipe")),
+    ):
+        assert replay.nothing_arrived(exc, errors), exc
+
+
+def test_a_malformed_or_refused_response_is_not_a_dead_connection(core: ModuleType) -> None:
+    errors = replay.Errors(core)
+    malformed = raised_from(core.RemoteProtocolError, h11.RemoteProtocolError("bad status line"))
+    goaway = core.RemoteProtocolError(object())  # HTTP/2 carries the h2 event
+    for exc in (malformed, goaway, core.LocalProtocolError("x"), core.ConnectError("refused")):
+        assert not replay.nothing_arrived(exc, errors), exc
+
+
+def test_timeouts_are_never_replayed(core: ModuleType) -> None:
+    errors = replay.Errors(core)
+    for cls in (core.ReadTimeout, core.WriteTimeout):
+        assert not replay.nothing_arrived(raised_from(cls, socket.timeout("timed out")), errors)
+        assert not replay.nothing_arrived(cls("timed out"), errors)
+    assert not replay.nothing_arrived(core.PoolTimeout("pool"), errors)
+    assert not replay.nothing_arrived(core.ConnectTimeout("connect"), errors)
+
+
+def test_keepalive_etimedout_is_a_dead_peer_not_a_timeout(core: ModuleType) -> None:
+    """Python >= 3.10 maps ``OSError(ETIMEDOUT)`` to ``TimeoutError`` = ``socket.timeout``, so
+    httpcore's sync backend reports keepalive's verdict as ``ReadTimeout``."""
+    errors = replay.Errors(core)
+    dead = OSError(errno.ETIMEDOUT, "Connection timed out")
+    assert isinstance(dead, TimeoutError)
+    assert replay.nothing_arrived(raised_from(core.ReadTimeout, dead), errors)
+    assert replay.nothing_arrived(raised_from(core.WriteTimeout, dead), errors)
+    assert replay.nothing_arrived(raised_from(core.ReadError, dead), errors)  # Python 3.9
+    wrapped = raised_from(RuntimeError, dead)  # anyio / trio put their own error in between
+    assert replay.nothing_arrived(raised_from(core.ReadError, wrapped), errors)
+
+
+def test_httpcore_1_and_httpcore2_are_supported(core: ModuleType) -> None:
+    version = str(getattr(core, "__version__", "0"))
+    assert replay.supported(core) is (core.__name__ == "httpcore2" or not version.startswith("0."))
+
+
+def test_the_library_errors_are_found_where_the_rule_expects_them(core: ModuleType) -> None:
+    errors = replay.Errors(core)
+    assert errors.not_available is core.ConnectionNotAvailable
+    assert errors.broken == (core.ReadError, core.WriteError)
