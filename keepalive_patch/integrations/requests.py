@@ -25,7 +25,6 @@ from keepalive_patch import sockopts
 from keepalive_patch._log import INFO, WARNING, log_once
 from keepalive_patch._wrapping import (
     InitPlan,
-    KeywordCall,
     Patcher,
     Wrapper,
     class_to_patch,
@@ -63,19 +62,13 @@ class _AdapterPlan(InitPlan):
         super().__init__(init, label)
         self.retry_class = retry_class
 
-    def rewrite(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> inspect.BoundArguments | KeywordCall | None:
-        """The caller's arguments plus ``max_retries``, or ``None`` if they gave it (or the
-        setting is 0, or the arguments do not fit: requests raises its own error then)."""
+    def adjust(self, arguments: dict[str, Any]) -> bool:
+        """Add ``max_retries`` unless the caller gave it or the setting is 0."""
         retries = sockopts.in_force().settings.retries
-        if retries <= 0:
-            return None
-        bound = self.bind(args, kwargs)
-        if bound is None or "max_retries" in bound.arguments:
-            return None
-        bound.arguments["max_retries"] = connect_retry(self.retry_class, retries)
-        return bound
+        if retries <= 0 or "max_retries" in arguments:
+            return False
+        arguments["max_retries"] = connect_retry(self.retry_class, retries)
+        return True
 
 
 def _plan_or_none(init: Callable[..., None], label: str, retry_class: Any) -> Wrapper | None:
