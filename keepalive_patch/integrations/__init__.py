@@ -13,6 +13,7 @@ and small functions that import what they need when they run.
 WATCHED = {
     "httpx": ("httpx", "httpx2"),  # transports: keepalive options and retries
     "httpcore": ("httpcore", "httpcore2"),  # proxy pools: the same on the client->proxy socket
+    "aiohttp": ("aiohttp",),  # TCPConnector: keepalive options on every connection it opens
 }
 
 
