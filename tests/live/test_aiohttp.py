@@ -13,8 +13,12 @@ import asyncio
 import errno
 import inspect
 import logging
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -519,3 +523,23 @@ def test_sdk_default_aiohttp_client_gets_keepalive(sdk: str, origin: HeldOrigin)
         return options
 
     assert asyncio.run(main()) == expected()
+
+
+# -- cost: loaded only after aiohttp, wrapt only at first use --------------------------------
+
+
+def test_fresh_interpreter_patches_aiohttp_lazily() -> None:
+    """``import keepalive_patch`` loads neither aiohttp nor this integration; importing aiohttp
+    patches it without wrapt, which waits for the first connector (or connect) to use it."""
+    code = (
+        "import sys, asyncio, keepalive_patch\n"
+        "ours = 'keepalive_patch.integrations.aiohttp'\n"
+        "assert not {'aiohttp', ours, 'wrapt'} & set(sys.modules), sys.modules.keys()\n"
+        "import aiohttp\n"
+        "assert ours in sys.modules and 'wrapt' not in sys.modules\n"
+        "from keepalive_patch.integrations.aiohttp import patched_classes\n"
+        "assert patched_classes() == [aiohttp.TCPConnector], patched_classes()\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEPALIVE_PATCH_")}
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root, timeout=120, env=env)
