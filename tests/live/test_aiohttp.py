@@ -543,3 +543,15 @@ def test_fresh_interpreter_patches_aiohttp_lazily() -> None:
     root = Path(__file__).resolve().parents[2]
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEEPALIVE_PATCH_")}
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root, timeout=120, env=env)
+
+
+@needs_socket_factory
+def test_feature_detection_still_sees_socket_factory(origin: HeldOrigin) -> None:
+    """litellm decides whether to pass its factory from ``inspect.signature``: both before our
+    wrapper is armed (a stub) and after (wrapt), the signature is aiohttp's own."""
+    keepalive_patch.remove()
+    keepalive_patch.apply()
+    for _ in range(2):  # the stub, then the armed wrapper
+        assert "socket_factory" in inspect.signature(aiohttp.TCPConnector.__init__).parameters
+        assert "socket_factory" in inspect.signature(aiohttp.TCPConnector).parameters
+        get_with(origin)
