@@ -158,9 +158,10 @@ def patch(module: ModuleType) -> None:
     cls = class_to_patch(module, "TCPConnector", "aiohttp connections get no keepalive options")
     if cls is None:
         return
+    connect = cls.__dict__.get(CONNECT_METHOD)
     if takes_socket_factory(cls):
         _patcher.wrap(cls, "__init__", _init_wrapper)
-    elif inspect.iscoroutinefunction(inspect.unwrap(cls.__dict__.get(CONNECT_METHOD, patch))):
+    elif connect is not None and inspect.iscoroutinefunction(inspect.unwrap(connect)):
         _patcher.wrap(cls, CONNECT_METHOD, _connect_wrapper)
     else:
         log_once(

@@ -555,3 +555,34 @@ def test_feature_detection_still_sees_socket_factory(origin: HeldOrigin) -> None
         assert "socket_factory" in inspect.signature(aiohttp.TCPConnector.__init__).parameters
         assert "socket_factory" in inspect.signature(aiohttp.TCPConnector).parameters
         get_with(origin)
+
+
+def test_unknown_connector_layout_is_logged_once_and_left_alone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An aiohttp with neither ``socket_factory`` nor the private connect step (none such can be
+    installed here: a stand-in module) is left exactly as it is, said once."""
+    import types
+
+    module = types.ModuleType("aiohttp")
+    module.__version__ = "9.9.9"  # type: ignore[attr-defined]
+
+    class TCPConnector:
+        def __init__(self, *, limit: int = 100) -> None:
+            self.limit = limit
+
+        async def _connect_some_other_way(self) -> None: ...
+
+    module.TCPConnector = TCPConnector  # type: ignore[attr-defined]
+    init = TCPConnector.__dict__["__init__"]
+    with caplog.at_level(logging.WARNING, logger="keepalive_patch"):
+        integration.patch(module)
+        integration.patch(module)
+    messages = [r.getMessage() for r in caplog.records if "9.9.9" in r.getMessage()]
+    assert messages == [
+        "aiohttp 9.9.9 has neither TCPConnector(socket_factory=) nor "
+        "TCPConnector._wrap_create_connection; its connections get no keepalive options"
+    ]
+    assert TCPConnector.__dict__["__init__"] is init
+    assert TCPConnector not in integration.patched_classes()
+    assert TCPConnector(limit=3).limit == 3
