@@ -71,6 +71,31 @@ def session_gets(lib_name: str, count: int, port: int) -> list[float]:
     return times
 
 
+def aiohttp_requests(count: int, port: int) -> list[float]:
+    """``requests`` for aiohttp: one ``ClientSession`` (default ``TCPConnector``), a new
+    connection per GET (the server answers ``Connection: close``), timed inside one loop."""
+    import asyncio
+
+    import aiohttp
+
+    url = f"http://127.0.0.1:{port}/"
+
+    async def run() -> list[float]:
+        times = []
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url) as response:  # warm up, as in ``requests``
+                await response.read()
+            for _ in range(count):
+                start = time.perf_counter()
+                async with session.get(url) as response:
+                    await response.read()
+                    response.raise_for_status()
+                times.append(time.perf_counter() - start)
+        return times
+
+    return asyncio.run(run())
+
+
 def main() -> None:
     args = sys.argv[1:]
     if "--hook" in args:
@@ -81,6 +106,8 @@ def main() -> None:
         times = transports(lib_name, count)
     elif name == "shared-context":
         times = shared_context(lib_name, count)
+    elif name == "request" and lib_name == "aiohttp":
+        times = aiohttp_requests(count, int(args[3]))
     elif name == "request":
         times = requests(lib_name, count, int(args[3]))
     elif name == "session-get":  # requests

@@ -15,6 +15,7 @@ WATCHED = {
     "httpcore": ("httpcore", "httpcore2"),  # proxy pools: the same on the client->proxy socket
     "urllib3": ("urllib3.connection",),  # every connection: keepalive options (requests, botocore)
     "requests": ("requests.adapters",),  # HTTPAdapter: one connect retry
+    "aiohttp": ("aiohttp",),  # TCPConnector: keepalive options on every connection it opens
 }
 
 
