@@ -27,7 +27,6 @@ from keepalive_patch import sockopts
 from keepalive_patch._log import INFO, WARNING, log_once
 from keepalive_patch._wrapping import (
     InitPlan,
-    KeywordCall,
     Patcher,
     Wrapper,
     class_to_patch,
@@ -85,17 +84,14 @@ class KeepaliveSocketFactory:
 class _ConnectorPlan(InitPlan):
     """Give a ``TCPConnector`` our ``socket_factory`` when the caller chose none."""
 
-    def rewrite(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> inspect.BoundArguments | KeywordCall | None:
-        bound = self.bind(args, kwargs)
-        if bound is None or bound.arguments.get("socket_factory") is not None:
-            return None  # aiohttp raises its own TypeError / the caller's factory is theirs
+    def adjust(self, arguments: dict[str, Any]) -> bool:
+        if arguments.get("socket_factory") is not None:
+            return False  # the caller's factory is theirs, whole
         options = sockopts.in_force().options
         if not options:
-            return None
-        bound.arguments["socket_factory"] = KeepaliveSocketFactory(options)
-        return bound
+            return False
+        arguments["socket_factory"] = KeepaliveSocketFactory(options)
+        return True
 
 
 def _init_wrapper(init: Callable[..., None]) -> Wrapper:
