@@ -328,21 +328,25 @@ def runs(request: pytest.FixtureRequest) -> Iterator[dict[tuple[str, ...], Run]]
     topology = Topology(conntrack_timeout=CONNTRACK_TIMEOUT)
     servers = Servers(topology)
     launched: dict[tuple[str, ...], Run] = {}
+    times = [time.monotonic()]
     try:
         try:
             topology.up()
         except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
             pytest.skip(f"cannot build the namespace topology here: {exc}")
+        times.append(time.monotonic())
         with topology.batched():  # the clients send nothing before the go
             for scenario in sorted(selected):
                 launched.update(_launch(topology, servers, scenario))
-        started = time.monotonic()
+        times.append(time.monotonic())
         _start(list(launched.values()))
-        ready = time.monotonic()
+        times.append(time.monotonic())
         _wait(list(launched.values()))
+        times.append(time.monotonic())
+        up, launch, start, ran = (b - a for a, b in zip(times, times[1:]))
         sys.stderr.write(
-            f"\ne2e: {len(launched)} clients started in {ready - started:.1f} s,"
-            f" ran in {time.monotonic() - ready:.1f} s\n"
+            f"\ne2e: namespaces up in {up:.1f} s; {len(launched)} clients launched in"
+            f" {launch:.1f} s, built in {start:.1f} s, ran in {ran:.1f} s\n"
         )
         _report(launched)
         yield launched
