@@ -45,9 +45,11 @@ def emit(line: dict[str, Any]) -> None:
 
 
 def ready() -> None:
-    """Say the client is built, then wait for the test's go (a line on stdin)."""
+    """Say the client is built, then wait for the test's go (a line on stdin).  The time of the
+    go is before anything was sent: no timer of the request can have started earlier."""
     emit({"ready": True})
     sys.stdin.readline()
+    emit({"t_go": time.monotonic()})
 
 
 class Watcher:
