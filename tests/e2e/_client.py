@@ -6,9 +6,11 @@ Run as ``python _client.py '<json spec>'``.  The hook is on only if the spec say
 (sync) or aiohttp (async).  A watcher thread reads the keepalive options back from every live
 socket this process has to the server (``getsockopt``), whichever library opened it.
 
-Start-up (imports, building the client) is expensive and the suite starts dozens of clients at
-once on few cores, so each client builds everything, prints ``{"ready": true}`` and sends its
-request only when a line arrives on stdin: the measured part runs without start-up contention.
+Start-up (imports, building the client, the library's lazy work on its first request) is
+expensive and the suite starts dozens of clients at once on few cores, so each client builds
+everything, sends one warm-up request to a loopback origin of its own, prints ``{"ready": true}``
+and sends the request under test only when a line arrives on stdin: the measured part runs
+without start-up contention.
 """
 
 from __future__ import annotations
@@ -50,6 +52,28 @@ def ready() -> None:
     emit({"ready": True})
     sys.stdin.readline()
     emit({"t_go": time.monotonic()})
+
+
+def warm_origin() -> str:
+    """A loopback origin in this process (and namespace) that answers every request with 204."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    def serve() -> None:
+        while True:
+            conn, _ = listener.accept()
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                conn.sendall(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}/"
 
 
 class Watcher:
@@ -138,7 +162,9 @@ def _tcp_info(sock: socket.socket) -> dict[str, int]:
     }
 
 
-def httpx_like(spec: dict[str, Any], body: bytes | None, method: str) -> Callable[[], Any]:
+def httpx_like(
+    spec: dict[str, Any], body: bytes | None, method: str, warm: str
+) -> Callable[[], Any]:
     """httpx / httpx2: announce the pool's socket options and retries, then send."""
     lib = importlib.import_module(spec["lib"])
     timeout = lib.Timeout(
@@ -160,12 +186,14 @@ def httpx_like(spec: dict[str, Any], body: bytes | None, method: str) -> Callabl
     def request_sync() -> int:
         with lib.Client(timeout=timeout) as client:
             announce(client)
+            client.get(warm)
             ready()
             return int(client.request(method, spec["url"], content=body).status_code)
 
     async def request_async() -> int:
         async with lib.AsyncClient(timeout=timeout) as client:
             announce(client)
+            await client.get(warm)
             ready()
             response = await client.request(method, spec["url"], content=body)
             return int(response.status_code)
@@ -175,23 +203,29 @@ def httpx_like(spec: dict[str, Any], body: bytes | None, method: str) -> Callabl
     return lambda: asyncio.run(request_async())
 
 
-def requests_client(spec: dict[str, Any], body: bytes | None, method: str) -> Callable[[], Any]:
+def requests_client(
+    spec: dict[str, Any], body: bytes | None, method: str, warm: str
+) -> Callable[[], Any]:
     """A requests Session as an application builds it: no adapter, no retries of its own."""
     import requests
 
     def request() -> int:
         with requests.Session() as session:
-            retries = session.get_adapter(spec["url"]).max_retries
+            adapter: Any = session.get_adapter(spec["url"])
+            retries = adapter.max_retries
             emit({"retries": {"total": retries.total, "connect": retries.connect}})
-            ready()
             timeout = (spec.get("timeout", 5.0), spec.get("read_timeout", 5.0))
+            session.get(warm, timeout=timeout)
+            ready()
             response = session.request(method, spec["url"], data=body, timeout=timeout)
             return int(response.status_code)
 
     return request
 
 
-def urllib3_client(spec: dict[str, Any], body: bytes | None, method: str) -> Callable[[], Any]:
+def urllib3_client(
+    spec: dict[str, Any], body: bytes | None, method: str, warm: str
+) -> Callable[[], Any]:
     """A urllib3 PoolManager with its default retries, or none where the spec says so (then a
     read timeout is reported at once instead of after three more attempts)."""
     import urllib3
@@ -200,13 +234,16 @@ def urllib3_client(spec: dict[str, Any], body: bytes | None, method: str) -> Cal
         timeout = urllib3.Timeout(connect=spec.get("timeout", 5.0), read=spec.get("read_timeout"))
         retries = False if spec.get("no_retries") else urllib3.Retry.DEFAULT
         with urllib3.PoolManager(timeout=timeout, retries=retries) as http:
+            http.request("GET", warm)
             ready()
             return int(http.request(method, spec["url"], body=body).status)
 
     return request
 
 
-def aiohttp_client(spec: dict[str, Any], body: bytes | None, method: str) -> Callable[[], Any]:
+def aiohttp_client(
+    spec: dict[str, Any], body: bytes | None, method: str, warm: str
+) -> Callable[[], Any]:
     """An aiohttp ClientSession with the default TCPConnector."""
     import aiohttp
 
@@ -215,7 +252,8 @@ def aiohttp_client(spec: dict[str, Any], body: bytes | None, method: str) -> Cal
             total=None, connect=spec.get("timeout", 5.0), sock_read=spec.get("read_timeout", 5.0)
         )
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            ready()  # blocks the loop, which has nothing else to do yet
+            await (await session.get(warm)).read()
+            ready()  # blocks the loop, which has nothing else to do now
             response = await session.request(method, spec["url"], data=body)
             await response.read()  # reads the whole body and releases the connection
             return int(response.status)
@@ -242,7 +280,7 @@ def main() -> None:
         body = b"order=1"
     url = urlsplit(spec["url"])
     watcher = Watcher((str(url.hostname), int(url.port or 80)))
-    request = CLIENTS[spec["lib"]](spec, body, method)
+    request = CLIENTS[spec["lib"]](spec, body, method, warm_origin())
     result: dict[str, Any] = {}
     try:
         result.update(outcome="response", status=request())
