@@ -2,8 +2,10 @@
 
 Every client runs in its own process inside the client namespace (the hook is process-wide), so
 the hook-on and hook-off runs of every scenario and library run side by side; one module-scoped
-fixture launches all selected runs at once and the tests only check what happened.  Times come
-from CLOCK_MONOTONIC, which the test process and the clients share.
+fixture launches all selected runs, lets them send together once all have started up, and the
+tests only check what happened.  Times come from CLOCK_MONOTONIC, which the test process and the
+clients share: lower bounds are taken from the client's go (its timers cannot start earlier),
+upper bounds from what the server or router saw.
 """
 
 from __future__ import annotations
