@@ -2,7 +2,8 @@
 
 Addresses are private (10.231.0.0/16) and exist only on veth pairs inside these namespaces: no
 packet can leave the machine.  The router masquerades, forgets idle TCP flows after a few seconds
-and silently drops whatever it no longer recognises, like a cloud NAT gateway.  Servers run as
+and silently drops whatever it no longer recognises, like a cloud NAT gateway (flows to ports in
+its ``patient`` set keep a realistic idle timeout instead).  Servers run as
 threads of the test process; their listening sockets are created inside the server namespace
 (``setns`` on the calling thread only), so everything else about them stays in-process.
 """
@@ -11,12 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import os
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Iterator
@@ -33,6 +37,15 @@ CLONE_NEWNET = 0x40000000
 ROUTER_RULES = """
 table inet kap {
   set blackhole { type inet_service; }
+  set patient { type inet_service; }
+  # Flows to these ports are forgotten only after 120 s idle, like a real NAT's minutes.
+  ct timeout patient {
+    protocol tcp; l3proto ip; policy = { established: 120 };
+  }
+  chain prerouting {
+    type filter hook prerouting priority filter;
+    tcp dport @patient ct timeout set "patient";
+  }
   chain input { type filter hook input priority 0; policy drop; }
   chain output { type filter hook output priority 0; policy drop; }
   chain forward {
@@ -120,6 +133,7 @@ class Topology:
         self.conntrack_timeout = conntrack_timeout
         self.server_addr = SERVER_ADDR
         self._created: list[str] = []
+        self._batch: dict[str, list[str]] | None = None
 
     def up(self) -> None:
         remove_stale()
@@ -163,18 +177,59 @@ class Topology:
                 _run(["ip", "netns", "del", name])
         self._created.clear()
 
+    def nft(self, namespace: str, *statements: str) -> None:
+        """Apply nft ``statements`` in ``namespace`` now, or at the end of ``batched()``."""
+        if self._batch is not None:
+            self._batch.setdefault(namespace, []).extend(statements)
+        else:
+            _run(["ip", "netns", "exec", namespace, "nft", "-f", "-"], stdin="\n".join(statements))
+
+    @contextlib.contextmanager
+    def batched(self) -> Iterator[None]:
+        """Collect the rules the body adds and apply them with one ``nft`` per namespace (each
+        ``ip netns exec`` costs a process; dozens of them are seconds on a busy machine)."""
+        self._batch = {}
+        try:
+            yield
+            batch, self._batch = self._batch, None
+            for namespace, statements in batch.items():
+                self.nft(namespace, *statements)
+        finally:
+            self._batch = None
+
     def blackhole(self, port: int) -> None:
         """From now on the router silently drops every packet to or from server ``port``."""
-        _run(["ip", "netns", "exec", self.router, "nft", "add", "element", "inet", "kap",
-              "blackhole", f"{{ {port} }}"])  # fmt: skip
+        self.nft(self.router, f"add element inet kap blackhole {{ {port} }}")
+
+    def die_after(self, port: int, nbytes: int) -> None:
+        """The router drops every packet to or from server ``port`` once the flow has carried
+        ``nbytes`` (a quota the kernel counts: the path dies at that byte, with no delay)."""
+        quota = f"dead{port}"
+        self.nft(
+            self.router,
+            f"add quota inet kap {quota} {{ over {nbytes} bytes }}",
+            f"insert rule inet kap forward tcp dport {port} quota name {quota} drop",
+            f"insert rule inet kap forward tcp sport {port} quota name {quota} drop",
+        )
+
+    def patient(self, port: int) -> None:
+        """New flows to server ``port`` get a long idle timeout in the router."""
+        self.nft(self.router, f"add element inet kap patient {{ {port} }}")
+
+    def drop_first_connect(self, port: int) -> None:
+        """The server host silently drops the first SYN to ``port`` and accepts later ones."""
+        self._first_syn(port, "drop")
 
     def refuse_first_connect(self, port: int) -> None:
         """The server host answers the first SYN to ``port`` with a RST, later ones normally."""
-        rule = (
+        self._first_syn(port, "reject with tcp reset")
+
+    def _first_syn(self, port: int, verdict: str) -> None:
+        self.nft(
+            self.server,
             f"add rule inet kap input tcp dport {port} tcp flags & (syn|ack) == syn "
-            "quota until 80 bytes reject with tcp reset"  # one 60-byte SYN fits, two do not
+            f"quota until 80 bytes {verdict}",  # one 60-byte SYN fits, two do not
         )
-        _run(["ip", "netns", "exec", self.server, "nft", rule])
 
     def listen(self, port: int) -> socket.socket:
         with entered(self.server):
@@ -198,20 +253,26 @@ class Endpoint:
         behaviour: str,
         stop: threading.Event,
         delay: float = 0.0,
-        upload_threshold: int = 0,
         on_request: Callable[[Endpoint], None] | None = None,
+        stall: float = 0.0,
     ) -> None:
         self.sock = sock
         self.port: int = sock.getsockname()[1]
         self.behaviour = behaviour
         self.delay = delay
-        self.upload_threshold = upload_threshold
         self.on_request = on_request
+        self.stall = stall
         self.stop = stop
         self.connections = 0
         self.requests = 0
-        self.t_request: float | None = None  # request (or upload threshold) fully received
-        self.t_event: float | None = None  # set by on_request (e.g. when the blackhole started)
+        self.t_request: float | None = None  # request fully received
+        # Set by on_request (when the blackhole was in place), the start of a stall, or a
+        # drain's last byte received.
+        self.t_event: float | None = None
+        self.received = 0  # body bytes a drain read
+        # A stall's evidence: body bytes read before it, unread bytes queued when it ended, and
+        # the Content-Length; the window was closed if the client could not send the rest.
+        self.stalled: tuple[int, int, int] | None = None
         self.errors: list[str] = []
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)
@@ -235,9 +296,16 @@ class Endpoint:
             with conn:
                 head, body = self._read_head(conn)
                 length = _content_length(head)
-                want = min(length, self.upload_threshold) if self.upload_threshold else length
+                if self.behaviour == "drain":
+                    self._drain(conn, len(body))
+                    return
+                if self.stall:
+                    self.t_event = time.monotonic()  # from here on the receive window fills
+                    if self.stop.wait(self.stall):
+                        return
+                    self.stalled = (len(body), _unread(conn), length)
                 got = len(body)
-                while got < want and not self.stop.is_set():
+                while got < length and not self.stop.is_set():
                     got += len(self._recv(conn))
                 with self._lock:
                     self.requests += 1
@@ -247,6 +315,14 @@ class Endpoint:
                 self._respond(conn)
         except (OSError, ValueError) as exc:
             self.errors.append(repr(exc))
+
+    def _drain(self, conn: socket.socket, received: int) -> None:
+        """Read (and discard) all that arrives, so the receive window never closes; the time of
+        the last byte is when the path died (the router's quota ran out)."""
+        self.t_event, self.received = time.monotonic(), received
+        while not self.stop.is_set():
+            self.received += len(self._recv(conn))
+            self.t_event = time.monotonic()
 
     def _recv(self, conn: socket.socket) -> bytes:
         while not self.stop.is_set():
@@ -269,7 +345,7 @@ class Endpoint:
     def _respond(self, conn: socket.socket) -> None:
         if self.behaviour == "close":
             return  # bytes received, connection closed without a response
-        if self.behaviour in ("hold", "hold_upload"):
+        if self.behaviour == "hold":
             # Keep reading (and discarding) so a window never closes before the blackhole.
             with contextlib.suppress(OSError):
                 while not self.stop.is_set():
@@ -278,6 +354,11 @@ class Endpoint:
         if self.stop.wait(self.delay):
             return
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+
+
+def _unread(conn: socket.socket) -> int:
+    """Bytes the kernel holds for ``conn`` that the server has not read yet (SIOCINQ)."""
+    return int(struct.unpack("i", fcntl.ioctl(conn.fileno(), termios.FIONREAD, b"\0" * 4))[0])
 
 
 def _content_length(head: bytes) -> int:
