@@ -32,8 +32,13 @@ import replay_race
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 BENCH_VENV = HERE / ".venv"
-PINNED = ("httpx", "httpcore", "httpx2", "httpcore2", "wrapt", "anyio", "h11", "certifi", "idna")
-REPORTED = ("httpx", "httpcore", "httpx2", "httpcore2", "wrapt")
+PINNED = (
+    "httpx", "httpcore", "httpx2", "httpcore2", "wrapt", "anyio", "h11", "certifi", "idna",
+    "requests", "urllib3", "charset-normalizer",
+    "aiohttp", "aiohappyeyeballs", "aiosignal", "frozenlist", "multidict", "yarl", "propcache",
+    "attrs",
+)  # fmt: skip
+REPORTED = ("httpx", "httpcore", "httpx2", "httpcore2", "wrapt", "requests", "urllib3", "aiohttp")
 #: Measured children run here: ``-c`` puts the working directory first on sys.path, and from
 #: the checkout that would import ./keepalive_patch instead of the installed package.
 NEUTRAL_CWD = tempfile.mkdtemp(prefix="keepalive-bench-")
@@ -385,6 +390,14 @@ def main() -> None:
             starts,
         )
         add(f"process: `import {lib}; {lib}.Client()`", base, patched, "-")
+    for lib in ("requests", "aiohttp"):
+        log(f"import {lib} ({starts} runs each) ...")
+        base, patched = paired(
+            ([python, "-c", f"import {lib}"], env),
+            ([python, "-c", f"import keepalive_patch, {lib}"], env),
+            starts,
+        )
+        add(f"process: `import {lib}`", base, patched, "<= 1.05x")
     log(f"import httpx, wrapt; Client() ({starts} runs each) ...")
     base, patched = paired(
         ([python, "-c", "import httpx, wrapt; httpx.Client()"], env),
@@ -408,6 +421,10 @@ def main() -> None:
             base, patched = paired_workload(
                 python, ["request", lib, str(ops), str(port)], processes
             )
+            add(f"{lib}: new connection + GET, loopback", base, patched, "<= 1.02x")
+        for lib, name in (("requests", "session-get"), ("aiohttp", "request")):
+            log(f"{lib} new connection + request on loopback ({processes} x {ops}) ...")
+            base, patched = paired_workload(python, [name, lib, str(ops), str(port)], processes)
             add(f"{lib}: new connection + GET, loopback", base, patched, "<= 1.02x")
 
     for lib in ("httpx", "httpx2"):

@@ -59,6 +59,11 @@ class InitPlan:
         """Add ours to the call's ``arguments`` (by name, as given); False leaves the call as is."""
         raise NotImplementedError
 
+    def fast(self, kwargs: dict[str, Any]) -> dict[str, Any] | None:
+        """The keywords to call the original with, when a plan can tell them at a glance;
+        ``None`` sends the call through ``rewrite`` and ``call``."""
+        return None
+
     def rewrite(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call | None:
         """The call's arguments with ours added; ``None`` leaves it untouched (also when the
         arguments do not fit the signature: the library raises its own error then)."""
@@ -100,6 +105,9 @@ def init_wrapper(plan: InitPlan) -> Wrapper:
         kwargs: dict[str, Any],
     ) -> None:
         try:
+            fast = None if args else plan.fast(kwargs)
+            if fast is not None:
+                return wrapped(**fast)
             call = plan.rewrite(args, kwargs)
         except CallerError as caller_error:
             raise caller_error.error from None

@@ -13,7 +13,7 @@ import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
-from keepalive_patch import sockopts
+from keepalive_patch import config, sockopts
 from keepalive_patch._log import INFO, WARNING, log_once
 from keepalive_patch._wrapping import (
     CallerError,
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from types import ModuleType
 
 TRANSPORT_CLASSES = ("HTTPTransport", "AsyncHTTPTransport")
+#: Arguments whose presence needs the full plan: ours, and those that change what we add.
+DECIDING = frozenset({"retries", "socket_options", "uds", "proxy"})
 
 _patcher = Patcher()
 
@@ -55,6 +57,10 @@ class _TransportPlan(InitPlan):
         names = self.signature.parameters
         self.takes_retries = "retries" in names
         self.takes_options = "socket_options" in names
+        #: Keyword names a call may use and still take the fast path (what ``Client()`` does).
+        self._plain = frozenset() if self._required else self._keywords - DECIDING
+        #: (settings generation, what every plain call gets), made on first use.
+        self._ours: tuple[int, dict[str, Any]] | None = None
         if not self.takes_options:
             library = label.rpartition(".")[0]
             log_once(
@@ -63,6 +69,25 @@ class _TransportPlan(InitPlan):
                 "%s transports take no socket_options (httpx < 0.25); injecting retries only",
                 library,
             )
+
+    def fast(self, kwargs: dict[str, Any]) -> dict[str, Any] | None:
+        """A call naming none of ``DECIDING`` gets exactly what ``adjust`` would add to it,
+        computed once per settings generation (one shared tuple of options: nobody mutates it).
+        """
+        if not kwargs.keys() <= self._plain:
+            return None
+        ours = self._ours
+        if ours is None or ours[0] != config.generation():
+            state = sockopts.in_force()
+            extra: dict[str, Any] = {}
+            if state.settings.retries and self.takes_retries:
+                extra["retries"] = state.settings.retries
+            if self.takes_options and state.options:
+                extra["socket_options"] = tuple(state.options)
+            ours = (config.generation(), extra)
+            if state.probed:  # else probe again next time, as ``in_force`` does
+                self._ours = ours
+        return {**kwargs, **ours[1]}
 
     def adjust(self, arguments: dict[str, Any]) -> bool:
         """Add keepalive options and retries where the caller set none (by the policy)."""
