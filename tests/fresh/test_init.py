@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import types
 
 import pytest
 from support.libs import require_socket_options
@@ -83,6 +84,20 @@ def test_bad_environment_never_breaks_the_host() -> None:
     result = run_script("shim_state.py", "httpx", env=env, flags=["-W", "error"])
     assert json.loads(result.stdout)["retries"] == 1
     assert result.stderr == ""
+
+
+def test_retries_only_host_with_warnings_as_errors(retries_only_lib: types.ModuleType) -> None:
+    """A fresh ``-X dev -W error`` host: requests work, retries=1, one note, nothing else."""
+    flags = ["-X", "dev", "-W", "error"]
+    done = run_script("retries_only_host.py", retries_only_lib.__name__, flags=flags)
+    assert json.loads(done.stdout) == [["ok", 0, 1], ["ok", 0, 1]]
+    ours = [line for line in done.stderr.splitlines() if line.startswith("keepalive_patch ")]
+    assert [line for line in ours if "retries only" in line] == [
+        f"keepalive_patch WARNING {retries_only_lib.__name__} transports take no socket_options "
+        "(httpx < 0.25); injecting retries only"
+    ]
+    others = [line for line in done.stderr.splitlines() if not line.startswith("keepalive_patch ")]
+    assert others == [], done.stderr
 
 
 @pytest.mark.parametrize("word", ["y", "perhaps", "TRUE ", "2"])
