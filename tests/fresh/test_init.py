@@ -6,12 +6,11 @@ The programs run in fresh interpreters are the files in ``tests/scripts/``.
 from __future__ import annotations
 
 import json
-import sys
 import types
 
 import pytest
 from support.libs import require_socket_options
-from support.procs import HEAVY, clean_env, run_python, run_script
+from support.procs import HEAVY, PYTHON, clean_env, run_python, run_script
 
 import keepalive_patch
 
@@ -48,7 +47,7 @@ def test_http_library_import_triggers_the_patch() -> None:
 
 def test_library_imported_before_the_shim_is_patched_at_once() -> None:
     code = "import httpx, keepalive_patch; print(httpx.HTTPTransport()._pool._retries)"
-    result = run_python([sys.executable, "-c", code], clean_env())
+    result = run_python([*PYTHON, "-c", code], clean_env())
     assert result.stdout.strip() == "1"
 
 
