@@ -1,9 +1,10 @@
 """Run fresh interpreters (the programs in tests/scripts/) and judge what they report.
 
-``run_python`` is the one way to run an interpreter: a command, an environment (``clean_env`` by
-default for ``run_script``), and its exit status checked.  ``run_script`` runs a program of
-``tests/scripts/``; ``run_app`` runs the unmodified test application (``http_app.py``) and
-returns its report, judged by ``assert_patched`` / ``assert_unpatched``.
+``run_python`` is the one way to start an interpreter (a command and an environment in, the
+output captured, a non-zero exit a test failure); ``run_script`` runs a program of
+``tests/scripts/`` with it, in ``clean_env()`` unless told otherwise; ``run_app`` runs the
+unmodified test application (``http_app.py``) and returns its report, judged by
+``assert_patched`` / ``assert_unpatched``.  ``HEAVY`` is what start-up must never load.
 """
 
 import ast
