@@ -1,17 +1,19 @@
 """``import keepalive_patch``, then ``import LIBRARY``: the import arms the transports.
 
-Usage: ``import_arms.py LIBRARY``.  Prints JSON: the modules loaded while nothing but the shim
-was imported (``modules_idle``), whether the library's ``HTTPTransport.__init__`` is wrapped
-right after its import (``armed``) and whether wrapt was loaded by then (``wrapt_at_import``),
-then, after one transport was built, the type of what stands in ``__init__`` (``wrapped``) and
-that transport's connect retries.
+Usage: ``import_arms.py LIBRARY``.  Prints JSON: the modules ``import keepalive_patch`` added
+while nothing else was imported (``modules_idle``), whether the library's
+``HTTPTransport.__init__`` is wrapped right after its import (``armed``) and whether wrapt was
+loaded by then (``wrapt_at_import``), then, after one transport was built, the type of what
+stands in ``__init__`` (``wrapped``) and that transport's connect retries.
 """
 
 import sys
 
-import keepalive_patch  # noqa: F401
+BEFORE = set(sys.modules)
 
-MODULES_IDLE = sorted(sys.modules)
+import keepalive_patch  # noqa: E402, F401
+
+MODULES_IDLE = sorted(set(sys.modules) - BEFORE)
 
 import importlib  # noqa: E402
 import json  # noqa: E402
