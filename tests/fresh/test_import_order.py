@@ -15,6 +15,9 @@ Each scenario is judged on live connections (one sync and one async request to a
 server in the program: keepalive options read back with ``getsockopt``, the retries of the
 client's pool) and on the classes themselves: patched means exactly one wrapper between each
 transport's ``__init__`` and the library's own function, never two.
+
+For every integration in the registry, ``scripts/integration_lazy.py`` shows it is loaded only
+once a module it watches is imported, never by ``import keepalive_patch``, and not with wrapt.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import json
 import pytest
 from support.libs import LIBRARIES
 from support.procs import assert_patched, assert_unpatched, run_script
+
+from keepalive_patch.integrations import WATCHED
 
 INSTALLED = [name for name in LIBRARIES if importlib.util.find_spec(name) is not None]
 
@@ -67,3 +72,24 @@ def test_import_order(library: str, steps: list[str], patched: bool) -> None:
     assert report["layers"] == {"HTTPTransport": int(patched), "AsyncHTTPTransport": int(patched)}
     assert all(module.startswith(f"{library}.") for module in report["originals"].values())
     assert report["renewed"] is ("reload-deep" in steps), "reload-deep makes new classes"
+
+
+#: (integration, a module it watches) for every watched module installed here.
+WATCHING = [
+    (integration, module)
+    for integration, modules in WATCHED.items()
+    for module in modules
+    if importlib.util.find_spec(module.partition(".")[0]) is not None  # its package is here
+]
+
+
+@pytest.mark.parametrize(("integration", "module"), WATCHING, ids=[m for _, m in WATCHING])
+def test_integration_loads_after_its_library(integration: str, module: str) -> None:
+    """Principle 3, for every integration in the registry: ``import keepalive_patch`` loads none
+    of them; importing a watched module loads its integration, and wrapt still waits."""
+    done = run_script("integration_lazy.py", module, flags=["-W", "error"])
+    report = json.loads(done.stdout)
+    assert report["idle"] == []
+    assert integration in report["after"]
+    assert report["wrapt"] is False, "wrapt waits for the first client built"
+    assert done.stderr == ""
