@@ -7,6 +7,7 @@ reads the options back from live loopback connections.
 import glob
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from support.procs import (
     PYTHON,
     REPO,
+    SCRIPTS,
     assert_light_start,
     assert_patched,
     assert_unpatched,
@@ -30,18 +32,17 @@ BOOTSTRAP = bootstrap.DIRECTORY
 #: The two ways to put our sitecustomize first: the checkout itself, or the installed package's.
 HOOK_DIRS = pytest.mark.parametrize("hook_dir", [str(REPO), BOOTSTRAP], ids=["checkout", "package"])
 
-SECOND_SITECUSTOMIZE = """\
-import os, sys
-_package = sys.modules.get("keepalive_patch")
-with open(os.environ["SECOND_LOG"], "a") as log:
-    log.write("ran applied=%s\\n" % (_package is not None and _package.is_applied()))
-if os.environ.get("SECOND_RAISE"):
-    raise RuntimeError("boom from the second sitecustomize")
-"""
-
 
 def pythonpath(*entries: "str | Path") -> str:
     return os.pathsep.join(str(entry) for entry in entries)
+
+
+def second_sitecustomize(tmp_path: Path) -> Path:
+    """A directory holding another ``sitecustomize`` (``scripts/second_sitecustomize.py``)."""
+    second = tmp_path / "second"
+    second.mkdir()
+    shutil.copyfile(SCRIPTS / "second_sitecustomize.py", second / "sitecustomize.py")
+    return second
 
 
 @HOOK_DIRS
@@ -105,9 +106,7 @@ def test_checkout_needs_no_installation(tmp_path: Path) -> None:
 
 @HOOK_DIRS
 def test_next_sitecustomize_runs_once_after_the_patch(hook_dir: str, tmp_path: Path) -> None:
-    second = tmp_path / "second"
-    second.mkdir()
-    (second / "sitecustomize.py").write_text(SECOND_SITECUSTOMIZE)
+    second = second_sitecustomize(tmp_path)
     log = tmp_path / "log"
     # Our directory twice (and both of ours) must not run anything twice.
     path = pythonpath(hook_dir, BOOTSTRAP, REPO, hook_dir, second)
@@ -120,9 +119,7 @@ def test_next_sitecustomize_runs_once_after_the_patch(hook_dir: str, tmp_path: P
 
 @HOOK_DIRS
 def test_next_sitecustomize_error_surfaces_as_without_us(hook_dir: str, tmp_path: Path) -> None:
-    second = tmp_path / "second"
-    second.mkdir()
-    (second / "sitecustomize.py").write_text(SECOND_SITECUSTOMIZE)
+    second = second_sitecustomize(tmp_path)
     code = "import sys; print('sitecustomize' in sys.modules, 'keepalive_patch' in sys.modules)"
     outcomes = []
     for path in (pythonpath(second), pythonpath(hook_dir, second)):
@@ -139,9 +136,7 @@ def test_next_sitecustomize_error_surfaces_as_without_us(hook_dir: str, tmp_path
 
 @HOOK_DIRS
 def test_next_sitecustomize_error_traceback_in_verbose_mode(hook_dir: str, tmp_path: Path) -> None:
-    second = tmp_path / "second"
-    second.mkdir()
-    (second / "sitecustomize.py").write_text(SECOND_SITECUSTOMIZE)
+    second = second_sitecustomize(tmp_path)
     env = clean_env(
         PYTHONPATH=pythonpath(hook_dir, second),
         SECOND_LOG=str(tmp_path / "log"),

@@ -279,7 +279,7 @@ def test_pth_directory_is_this_environments_site_packages() -> None:
 
 def test_console_script_exists() -> None:
     assert SCRIPT.exists(), "pip install -e '.[test]' installs the keepalive-patch script"
-    assert subprocess.run([str(SCRIPT), "--help"], capture_output=True, check=False).returncode == 0
+    assert run_python([str(SCRIPT), "--help"], clean_env(), check=False).returncode == 0
 
 
 def test_closed_output_pipe_is_quiet() -> None:

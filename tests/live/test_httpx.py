@@ -431,68 +431,6 @@ def test_retries_only_note_is_logged_once(
     ]
 
 
-RETRIES_ONLY_HOST = """
-import asyncio, http.server, json, logging, socket, sys, threading
-handler = logging.StreamHandler()  # everything keepalive-patch says, on stderr
-handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
-logging.getLogger("keepalive_patch").addHandler(handler)
-logging.getLogger("keepalive_patch").setLevel(logging.DEBUG)
-import keepalive_patch
-import {lib} as lib
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers()
-        self.wfile.write(b"ok")
-    def log_message(self, *args): pass
-
-server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-threading.Thread(target=server.serve_forever, daemon=True).start()
-url = "http://127.0.0.1:%d/" % server.server_address[1]
-
-def live(response):
-    sock = response.extensions["network_stream"].get_extra_info("socket")
-    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
-
-async def main():
-    async with lib.AsyncClient() as client:
-        response = await client.get(url)
-        return [response.text, live(response), client._transport._pool._retries]
-
-with lib.Client() as client:
-    response = client.get(url)
-    sync = [response.text, live(response), client._transport._pool._retries]
-print(json.dumps([sync, asyncio.run(main())]))
-server.shutdown()
-server.server_close()
-"""
-
-
-def test_retries_only_host_with_warnings_as_errors(retries_only_lib: types.ModuleType) -> None:
-    """A fresh ``-X dev -W error`` host: requests work, retries=1, one note, nothing else."""
-    import json
-    import subprocess
-
-    code = RETRIES_ONLY_HOST.format(lib=retries_only_lib.__name__)
-    done = subprocess.run(
-        [sys.executable, "-X", "dev", "-W", "error", "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == [["ok", 0, 1], ["ok", 0, 1]]
-    ours = [line for line in done.stderr.splitlines() if line.startswith("keepalive_patch ")]
-    assert [line for line in ours if "retries only" in line] == [
-        f"keepalive_patch WARNING {retries_only_lib.__name__} transports take no socket_options "
-        "(httpx < 0.25); injecting retries only"
-    ]
-    others = [line for line in done.stderr.splitlines() if not line.startswith("keepalive_patch ")]
-    assert others == [], done.stderr
-
-
 class _Fake027:
     """httpx 0.27's transport signature (trust_env after limits), recording what it receives."""
 

@@ -1,16 +1,14 @@
 """_wrapping: wrapt is imported at the first construction (arming stub), not at ``import httpx``.
 
-Checked on live loopback connections (``getsockopt``), in this process and in fresh interpreters
-where nothing has imported wrapt yet.
+Checked on live loopback connections (``getsockopt``) in this process; what only a fresh
+interpreter shows (wrapt not imported yet, a race to arm, wrapt missing) is in
+``fresh/test_arming.py``.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -178,69 +176,3 @@ def test_stub_wrapped_by_someone_else(unpatched: dict[type, Any], server: str) -
     assert transport._pool._retries == 0
     assert getattr(transport._pool, "_socket_options", None) is None
     httpx.HTTPTransport.__init__ = unpatched[httpx.HTTPTransport]
-
-
-FRESH = r"""
-import json, sys, threading
-import keepalive_patch
-import {lib} as lib
-before = "wrapt" in sys.modules
-sockopts = {sockopts}  # httpx < 0.25: retries only
-barrier = threading.Barrier(8)
-made = []
-def build(cls):
-    barrier.wait(timeout=10)
-    made.append(cls())
-threads = [threading.Thread(target=build, args=(c,)) for c in
-           [lib.HTTPTransport, lib.AsyncHTTPTransport] * 4]
-for t in threads: t.start()
-for t in threads: t.join(timeout=20)
-import wrapt
-print(json.dumps({{
-    "wrapt_before_first_transport": before,
-    "made": len(made),
-    "patched": sum(
-        bool(getattr(t._pool, "_socket_options", None)) == sockopts and t._pool._retries == 1
-        for t in made
-    ),
-    "wrapped": [isinstance(c.__dict__["__init__"], wrapt.FunctionWrapper)
-                for c in (lib.HTTPTransport, lib.AsyncHTTPTransport)],
-}}))
-"""
-
-
-@pytest.mark.parametrize("lib", LIBS, ids=lambda m: m.__name__)
-def test_fresh_process_defers_wrapt_and_arms_concurrently(lib: Any) -> None:
-    code = FRESH.format(lib=lib.__name__, sockopts=takes_socket_options(lib))
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    result = json.loads(done.stdout)
-    assert result == {
-        "wrapt_before_first_transport": False,
-        "made": 8,
-        "patched": 8,
-        "wrapped": [True, True],
-    }, done.stderr
-
-
-def test_missing_wrapt_leaves_transports_unpatched() -> None:
-    code = (
-        "import sys, keepalive_patch, httpx\n"
-        "sys.modules['wrapt'] = None\n"  # import wrapt now raises ImportError
-        "t = httpx.HTTPTransport(retries=0)\n"
-        "print(getattr(t._pool, '_socket_options', None), t._pool._retries)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-W", "error", "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert done.stdout.split() == ["None", "0"]
-    assert done.stderr == ""

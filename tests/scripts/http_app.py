@@ -5,6 +5,11 @@ server started here; for each connection it prints, as JSON, the options read wi
 from the live socket, whether the library's transports take ``socket_options`` at all (httpx <
 0.25 does not), and the connect retries of the client's transport pool.  ``--child`` also runs
 this script in a child process and includes what the child saw.  ``--exit N`` exits with N.
+
+The other programs here import its loopback server and connection report (``serving``,
+``sync_request``, ``async_request``): importing this module loads no HTTP library (``main``
+does), so they still decide what is imported when.  It stands alone: it runs under ``-I`` too,
+where its own directory is not on ``sys.path``.
 """
 
 import sys
@@ -20,17 +25,18 @@ import json  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import threading  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 from typing import Any  # noqa: E402
 
-MODULES = [
-    importlib.import_module(name)
-    for name in ("httpx", "httpx2")
-    if importlib.util.find_spec(name) is not None
-]
+LIBRARIES = ("httpx", "httpx2")
+#: What ``read_options`` reads, where the platform has it.
 NAMES = ("SO_KEEPALIVE", "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT", "TCP_USER_TIMEOUT")
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with ``ok`` on a keep-alive HTTP/1.1 connection."""
+
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
@@ -43,7 +49,27 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def read_options(sock: "socket.socket") -> "dict[str, int]":
+@contextmanager
+def serving() -> Iterator[str]:
+    """A threaded HTTP server on 127.0.0.1 for the duration; yields its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def live_socket(response: Any) -> socket.socket:
+    """The socket under an httpx (or httpx2) response."""
+    sock: socket.socket = response.extensions["network_stream"].get_extra_info("socket")
+    return sock
+
+
+def read_options(sock: socket.socket) -> dict[str, int]:
+    """``{option name: value}`` read with ``getsockopt`` from a live socket."""
     values = {}
     for name in NAMES:
         if hasattr(socket, name):
@@ -52,11 +78,11 @@ def read_options(sock: "socket.socket") -> "dict[str, int]":
     return values
 
 
-def describe(module: Any, client: Any, response: Any) -> "dict[str, Any]":
+def describe(module: Any, client: Any, response: Any) -> dict[str, Any]:
     """What one connection carries, and what the library and the client's pool were given."""
     pool = getattr(getattr(client, "_transport", None), "_pool", None)
     return {
-        "options": read_options(response.extensions["network_stream"].get_extra_info("socket")),
+        "options": read_options(live_socket(response)),
         "takes_socket_options": "socket_options"
         in inspect.signature(module.HTTPTransport.__init__).parameters,
         "retries": getattr(pool, "_retries", None),
@@ -64,13 +90,15 @@ def describe(module: Any, client: Any, response: Any) -> "dict[str, Any]":
     }
 
 
-def sync_request(module: Any, url: str) -> "dict[str, Any]":
+def sync_request(module: Any, url: str) -> dict[str, Any]:
+    """One GET through ``module.Client()``, described while its connection is live."""
     with module.Client(trust_env=False) as client, client.stream("GET", url) as response:
         response.read()
         return describe(module, client, response)
 
 
-async def async_request(module: Any, url: str) -> "dict[str, Any]":
+async def async_request(module: Any, url: str) -> dict[str, Any]:
+    """One GET through ``module.AsyncClient()``, described while its connection is live."""
     async with module.AsyncClient(trust_env=False) as client:  # noqa: SIM117 - Python 3.9
         async with client.stream("GET", url) as response:
             await response.aread()
@@ -78,16 +106,16 @@ async def async_request(module: Any, url: str) -> "dict[str, Any]":
 
 
 def main() -> None:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    modules = [
+        importlib.import_module(name)
+        for name in LIBRARIES
+        if importlib.util.find_spec(name) is not None
+    ]
     results: dict[str, dict[str, Any]] = {}
-    for module in MODULES:
-        results[module.__name__ + " sync"] = sync_request(module, url)
-        results[module.__name__ + " async"] = asyncio.run(async_request(module, url))
-    server.shutdown()
-    server.server_close()
+    with serving() as url:
+        for module in modules:
+            results[module.__name__ + " sync"] = sync_request(module, url)
+            results[module.__name__ + " async"] = asyncio.run(async_request(module, url))
     report: dict[str, Any] = {"results": results, "modules_at_start": MODULES_AT_START}
     if "--child" in sys.argv:
         child = subprocess.run(
