@@ -27,10 +27,11 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, TextIO
+from typing import Any, TextIO
 
 import keepalive_patch
 from keepalive_patch import _log, config, sockopts
+from keepalive_patch.probes import Probe, available
 from keepalive_patch.sockopts import SocketOption
 
 DISTRIBUTIONS = ("httpx", "httpcore", "httpx2", "httpcore2", "urllib3", "requests", "aiohttp")
@@ -38,23 +39,6 @@ DISTRIBUTIONS = ("httpx", "httpcore", "httpx2", "httpcore2", "urllib3", "request
 OK, MISSING, FAILED = 0, 1, 3
 #: The default ``--timeout``: what a person waits for.
 TIMEOUT = 10.0
-
-
-class Transport(Protocol):
-    """What ``check`` needs of an httpx-like module's transports."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None: ...
-
-
-class HttpxLike(Protocol):
-    """An httpx-like module: ``httpx`` or ``httpx2``."""
-
-    __version__: str
-    HTTPTransport: type[Transport]
-
-    def Client(self, **kwargs: Any) -> Any: ...
-
-    def AsyncClient(self, **kwargs: Any) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -328,59 +312,10 @@ class _Collector(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-# -- what to try ------------------------------------------------------------------------------
-
-#: What one probe returns: the status, the connect retries in force, and the live socket's
-#: readings of the expected options.
-Result = tuple[int, "int | None", "list[Reading]"]
-
-
-@dataclass(frozen=True)
-class Probe:
-    """One library, one transport flavour, and how to make a request that exposes its socket.
-
-    ``integration`` names the registry entry that puts the options on these sockets: a library
-    is tried only where its integration is registered and its package installed.
-    """
-
-    library: str
-    transport: str
-    integration: str
-    request: Callable[[str, bool, list[SocketOption], float], Result]
-
-
-def _probes() -> list[Probe]:
-    from keepalive_patch import integrations
-
-    probes = []
-    for name in ("httpx", "httpx2"):
-        probes.append(Probe(name, "sync", "httpx", _httpx_sync(name)))
-        probes.append(Probe(name, "async", "httpx", _httpx_async(name)))
-    probes.append(Probe("requests", "sync", "urllib3", _requests))
-    probes.append(Probe("urllib3", "sync", "urllib3", _urllib3))
-    probes.append(Probe("aiohttp", "async", "aiohttp", _aiohttp))
-    return [
-        probe
-        for probe in probes
-        if probe.integration in integrations.WATCHED and _importable(probe.library)
-    ]
-
-
-def _importable(name: str) -> bool:
-    import importlib.util
-
-    if name in sys.modules:
-        return sys.modules[name] is not None
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
-
-
 def _connect_all(
     url: str | None, expected: list[SocketOption], err: TextIO, timeout: float
 ) -> tuple[str, list[Connection]]:
-    probes = _probes()
+    probes = available()
     if url is not None:
         return url, _within(timeout, probes, url, True, expected, err)
     with _loopback_server() as loopback_url:
@@ -456,9 +391,10 @@ def _connect(
                 "(httpx < 0.25): retries only"
             )
     try:
-        connection.status, connection.retries, connection.readings = probe.request(
+        connection.status, connection.retries, values = probe.request(
             url, trust_env, expected, timeout
         )
+        connection.readings = [Reading(option, actual) for option, actual in values]
     except Exception as exc:
         connection.error = describe(exc)
     return connection
@@ -477,119 +413,6 @@ def describe(exc: BaseException) -> str:
         doc = (type(exc).__doc__ or "").strip().splitlines()
         reason = doc[0].strip() if doc else "no reason given"
     return f"{type(exc).__name__}: {reason}"
-
-
-def _readings(live: Any, expected: list[SocketOption]) -> list[Reading]:
-    if live is None:
-        raise RuntimeError("the response does not expose its socket")
-    return [Reading(option, actual) for option, actual in sockopts.read_back(live, expected)]
-
-
-def _httpx_sync(name: str) -> Callable[[str, bool, list[SocketOption], float], Result]:
-    def request(url: str, trust_env: bool, expected: list[SocketOption], timeout: float) -> Result:
-        import importlib
-
-        module: HttpxLike = importlib.import_module(name)
-        with (
-            module.Client(trust_env=trust_env, timeout=timeout) as client,
-            client.stream("GET", url) as response,
-        ):
-            live = _httpx_socket(response)
-            return response.status_code, _pool_retries(client), _readings(live, expected)
-
-    return request
-
-
-def _httpx_async(name: str) -> Callable[[str, bool, list[SocketOption], float], Result]:
-    def request(url: str, trust_env: bool, expected: list[SocketOption], timeout: float) -> Result:
-        import asyncio
-        import importlib
-
-        module: HttpxLike = importlib.import_module(name)
-
-        async def main() -> Result:
-            async with (
-                module.AsyncClient(trust_env=trust_env, timeout=timeout) as client,
-                client.stream("GET", url) as response,
-            ):
-                live = _httpx_socket(response)
-                return response.status_code, _pool_retries(client), _readings(live, expected)
-
-        return asyncio.run(main())
-
-    return request
-
-
-def _httpx_socket(response: Any) -> Any:
-    stream = response.extensions.get("network_stream")
-    return None if stream is None else stream.get_extra_info("socket")
-
-
-def _pool_retries(client: Any) -> int | None:
-    """The connect retries of the client's transport pool (httpcore keeps them private)."""
-    retries = getattr(getattr(getattr(client, "_transport", None), "_pool", None), "_retries", None)
-    return retries if isinstance(retries, int) else None
-
-
-def _requests(url: str, trust_env: bool, expected: list[SocketOption], timeout: float) -> Result:
-    import requests
-
-    with requests.Session() as session:
-        session.trust_env = trust_env
-        with session.get(url, stream=True, timeout=timeout) as response:
-            live = getattr(getattr(response.raw, "connection", None), "sock", None)
-            readings = _readings(live, expected)
-        adapter = session.get_adapter(url)
-        retry = getattr(adapter, "max_retries", None)
-        connect = getattr(retry, "connect", None)
-        retries = connect if isinstance(connect, int) else getattr(retry, "total", None)
-        return response.status_code, retries if isinstance(retries, int) else None, readings
-
-
-def _urllib3(url: str, trust_env: bool, expected: list[SocketOption], timeout: float) -> Result:
-    import urllib3
-
-    manager: Any = urllib3.PoolManager(timeout=timeout)
-    if trust_env:
-        import urllib.request
-
-        proxy = urllib.request.getproxies().get(url.partition(":")[0])
-        if proxy and not urllib.request.proxy_bypass(url.split("/")[2]):
-            manager = urllib3.ProxyManager(proxy, timeout=timeout)
-    with contextlib.closing(manager.request("GET", url, preload_content=False)) as response:
-        live = getattr(getattr(response, "connection", None), "sock", None)
-        readings = _readings(live, expected)
-        return response.status, None, readings
-
-
-def _aiohttp(url: str, trust_env: bool, expected: list[SocketOption], timeout: float) -> Result:
-    import asyncio
-
-    import aiohttp
-
-    sockets: list[Any] = []
-
-    class Connector(aiohttp.TCPConnector):
-        """Notes the socket of each connection: a small response may be read, and its
-        connection released to the pool, before the caller could look at it."""
-
-        async def connect(self, *args: Any, **kwargs: Any) -> Any:
-            connection = await super().connect(*args, **kwargs)
-            transport = connection.transport
-            sockets.append(None if transport is None else transport.get_extra_info("socket"))
-            return connection
-
-    async def main() -> Result:
-        limit = aiohttp.ClientTimeout(total=timeout)
-        async with (
-            aiohttp.ClientSession(
-                connector=Connector(), trust_env=trust_env, timeout=limit
-            ) as session,
-            session.get(url) as response,
-        ):
-            return response.status, None, _readings(sockets[-1] if sockets else None, expected)
-
-    return asyncio.run(main())
 
 
 # -- helpers ----------------------------------------------------------------------------------
