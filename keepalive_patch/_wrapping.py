@@ -184,6 +184,15 @@ class Patcher:
                 setattr(cls, attribute, entry.replacement)
                 self._entries[cls, attribute] = entry
 
+    def wrap_init(self, cls: type, plan_for: Callable[[Any], InitPlan | None]) -> None:
+        """Arm ``cls.__init__`` with the plan ``plan_for(original)`` makes (``None``: leave it)."""
+
+        def make_wrapper(original: Any) -> Wrapper | None:
+            plan = plan_for(original)
+            return None if plan is None else init_wrapper(plan)
+
+        self.wrap(cls, "__init__", make_wrapper)
+
     def _arming_stub(self, cls: type, attribute: str, entry: _Entry) -> Callable[..., Any]:
         """A stand-in that wraps ``cls.attribute`` with wrapt on first use, then defers to it."""
         import functools

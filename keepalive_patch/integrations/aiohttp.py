@@ -19,19 +19,14 @@ connect retry is added; aiohttp's own retry of idempotent requests is unchanged.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import socket
 from typing import TYPE_CHECKING, Any, Callable
 
 from keepalive_patch import sockopts
 from keepalive_patch._log import INFO, WARNING, log_once
-from keepalive_patch._wrapping import (
-    InitPlan,
-    Patcher,
-    Wrapper,
-    class_to_patch,
-    init_wrapper,
-)
+from keepalive_patch._wrapping import InitPlan, Patcher, Wrapper, class_to_patch
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Sequence
@@ -94,10 +89,6 @@ class _ConnectorPlan(InitPlan):
         return True
 
 
-def _init_wrapper(init: Callable[..., None]) -> Wrapper:
-    return init_wrapper(_ConnectorPlan(init, "aiohttp.TCPConnector"))
-
-
 async def _then_set_options(connecting: Awaitable[Any], options: Sequence[SocketOption]) -> Any:
     """Await aiohttp's connect (its errors are its own), then set ``options`` on the socket."""
     result = await connecting
@@ -156,7 +147,7 @@ def patch(module: ModuleType) -> None:
         return
     connect = cls.__dict__.get(CONNECT_METHOD)
     if takes_socket_factory(cls):
-        _patcher.wrap(cls, "__init__", _init_wrapper)
+        _patcher.wrap_init(cls, functools.partial(_ConnectorPlan, label="aiohttp.TCPConnector"))
     elif connect is not None and inspect.iscoroutinefunction(inspect.unwrap(connect)):
         _patcher.wrap(cls, CONNECT_METHOD, _connect_wrapper)
     else:

@@ -24,14 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from keepalive_patch import replay, sockopts
 from keepalive_patch._log import INFO, WARNING, log_once
-from keepalive_patch._wrapping import (
-    CallerError,
-    InitPlan,
-    Patcher,
-    Wrapper,
-    class_to_patch,
-    init_wrapper,
-)
+from keepalive_patch._wrapping import CallerError, InitPlan, Patcher, class_to_patch
 from keepalive_patch.integrations.httpx import building
 
 if TYPE_CHECKING:
@@ -246,17 +239,17 @@ def patch(module: ModuleType) -> None:
         cls = class_to_patch(module, class_name, "its proxy connections are not patched")
         if cls is None:
             continue
-        wrapper_for = functools.partial(
-            _wrapper_or_none, module=module, class_name=class_name, is_async=is_async
+        plan_for = functools.partial(
+            _plan_or_none, module=module, class_name=class_name, is_async=is_async
         )
-        _patcher.wrap(cls, "__init__", wrapper_for)
+        _patcher.wrap_init(cls, plan_for)
     log_once("patched:" + library, INFO, "keepalive-patch applied to %s proxy pools", library)
     replay.patch(module)  # its connections and pools: a safe request on a dead reused one
 
 
-def _wrapper_or_none(
+def _plan_or_none(
     init: Any, module: ModuleType, class_name: str, is_async: bool
-) -> Wrapper | None:
+) -> _ProxyPlan | None:
     library = module.__name__
     try:
         plan = _ProxyPlan(init, module, class_name, is_async)
@@ -265,7 +258,7 @@ def _wrapper_or_none(
         return None
     parameters = plan.signature.parameters
     if "network_backend" in parameters:
-        return init_wrapper(plan)
+        return plan
     if [p.kind for p in parameters.values()] != [
         inspect.Parameter.VAR_POSITIONAL,
         inspect.Parameter.VAR_KEYWORD,

@@ -15,14 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from keepalive_patch import config, sockopts
 from keepalive_patch._log import INFO, WARNING, log_once
-from keepalive_patch._wrapping import (
-    CallerError,
-    InitPlan,
-    Patcher,
-    Wrapper,
-    class_to_patch,
-    init_wrapper,
-)
+from keepalive_patch._wrapping import CallerError, InitPlan, Patcher, class_to_patch
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -129,10 +122,6 @@ def _merge_callers(given: Any, state: sockopts.InForce) -> list[Any]:
     return sockopts.merge(given, state.options)
 
 
-def _wrapper_for(init: Callable[..., None], label: str) -> Wrapper:
-    return init_wrapper(_TransportPlan(init, label))
-
-
 def patch(module: ModuleType) -> None:
     """Wrap the transport classes of an imported httpx-like module, once per class."""
     library = module.__name__
@@ -140,7 +129,7 @@ def patch(module: ModuleType) -> None:
         cls = class_to_patch(module, class_name, "not patched")
         if cls is not None:
             label = f"{library}.{class_name}"
-            _patcher.wrap(cls, "__init__", functools.partial(_wrapper_for, label=label))
+            _patcher.wrap_init(cls, functools.partial(_TransportPlan, label=label))
     log_once("patched:" + library, INFO, "keepalive-patch applied to %s", library)
 
 

@@ -23,13 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from keepalive_patch import sockopts
 from keepalive_patch._log import INFO, WARNING, log_once
-from keepalive_patch._wrapping import (
-    InitPlan,
-    Patcher,
-    Wrapper,
-    class_to_patch,
-    init_wrapper,
-)
+from keepalive_patch._wrapping import InitPlan, Patcher, class_to_patch
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -71,8 +65,8 @@ class _AdapterPlan(InitPlan):
         return True
 
 
-def _plan_or_none(init: Callable[..., None], label: str, retry_class: Any) -> Wrapper | None:
-    """The wrapper for ``HTTPAdapter.__init__``, or ``None`` (said once) if this requests or its
+def _plan_or_none(init: Callable[..., None], label: str, retry_class: Any) -> _AdapterPlan | None:
+    """The plan for ``HTTPAdapter.__init__``, or ``None`` (said once) if this requests or its
     urllib3 lacks what the plan needs."""
     try:
         takes = set(inspect.signature(retry_class).parameters)
@@ -91,7 +85,7 @@ def _plan_or_none(init: Callable[..., None], label: str, retry_class: Any) -> Wr
             ", ".join(missing),
         )
         return None
-    return init_wrapper(_AdapterPlan(init, label, retry_class))
+    return _AdapterPlan(init, label, retry_class)
 
 
 def patch(module: ModuleType) -> None:
@@ -109,9 +103,7 @@ def patch(module: ModuleType) -> None:
         )
         return
     label = f"{module.__name__}.HTTPAdapter"
-    _patcher.wrap(
-        cls, "__init__", functools.partial(_plan_or_none, label=label, retry_class=retry_class)
-    )
+    _patcher.wrap_init(cls, functools.partial(_plan_or_none, label=label, retry_class=retry_class))
     log_once("patched:" + module.__name__, INFO, "keepalive-patch applied to %s", module.__name__)
 
 
