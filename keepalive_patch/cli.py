@@ -71,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The whole command line; each subcommand's parser is kept as ``args.subparser``."""
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="TCP keepalive and one connect retry for every httpx / httpx2 transport of a "
-        "program, without editing it.",
+        description="TCP keepalive for every HTTP client of a program (httpx, httpx2, requests / "
+        "urllib3, botocore, aiohttp), without editing it.",
     )
     parser.add_argument(
         "--version", action="version", version=f"%(prog)s {keepalive_patch.__version__}"
