@@ -60,8 +60,10 @@ def test_run_without_the_double_dash() -> None:
     assert_patched(report, idle=9)
 
 
-def test_run_respects_the_opt_out_variable() -> None:
-    env = clean_env(KEEPALIVE_PATCH_DISABLE="1")
+@pytest.mark.parametrize("word", ["1", "y", "perhaps"])
+def test_run_respects_the_opt_out_variable(word: str) -> None:
+    """Mistyped, the emergency off switch still switches off (it fails closed)."""
+    env = clean_env(KEEPALIVE_PATCH_DISABLE=word)
     assert_unpatched(run_app([str(SCRIPT), "run", "--", sys.executable], env, "--child"))
 
 
@@ -175,6 +177,7 @@ def test_enable_and_disable_a_virtualenv(tmp_path: Path) -> None:
     assert_patched(run_app([str(python), "-I"], env))  # site-packages .pth files still run
     assert "keepalive_patch" not in start_modules([str(python), "-S"], env)  # no site, no .pth
     assert_unpatched(run_app([str(python)], clean_env(KEEPALIVE_PATCH_DISABLE="1"), "--child"))
+    assert_unpatched(run_app([str(python)], clean_env(KEEPALIVE_PATCH_DISABLE="y"), "--child"))
     assert_patched(run_app([str(python)], clean_env(KEEPALIVE_PATCH_IDLE="11")), idle=11)
     modules = start_modules([str(python)], env)
     assert_light_start(modules)
