@@ -34,7 +34,6 @@ from support.aiohttp_stack import (  # noqa: E402
 from support.proxies import (  # noqa: E402
     HTTPProxyServer,
     LoopbackServer,
-    make_server_tls,
     read_head,
 )
 from support.sockets import expected, kernel_defaults, read_options  # noqa: E402
@@ -44,6 +43,8 @@ from keepalive_patch import sockopts  # noqa: E402
 from keepalive_patch.integrations import aiohttp as integration  # noqa: E402
 
 TCP = socket.IPPROTO_TCP
+
+pytestmark = pytest.mark.usefixtures("no_proxy_env")
 VERSION = tuple(int(part) for part in aiohttp.__version__.split(".")[:2])
 HAS_SOCKET_FACTORY = integration.takes_socket_factory(aiohttp.TCPConnector)
 needs_socket_factory = pytest.mark.skipif(
@@ -52,25 +53,10 @@ needs_socket_factory = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-
-
 @pytest.fixture
 def origin() -> Iterator[HeldOrigin]:
     with HeldOrigin() as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def server_tls(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    try:
-        return make_server_tls(tmp_path_factory.mktemp("tls"))
-    except FileNotFoundError:
-        pytest.skip("openssl is needed to make the TLS origin's certificate")
 
 
 class Seen:

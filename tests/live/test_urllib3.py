@@ -20,7 +20,7 @@ import pytest
 from support.client_sockets import nodelay_of, options_of
 from support.origins import CountingOrigin
 from support.procs import PYTHON, clean_env, run_python
-from support.proxies import HTTPProxyServer, OriginServer, Socks5ProxyServer, make_server_tls
+from support.proxies import HTTPProxyServer, OriginServer, Socks5ProxyServer
 from support.sockets import expected, kernel_defaults
 
 import keepalive_patch
@@ -43,14 +43,6 @@ insecure = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureReques
 def origin() -> Iterator[CountingOrigin]:
     with CountingOrigin() as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def server_tls(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
-    try:
-        return make_server_tls(tmp_path_factory.mktemp("tls"))
-    except FileNotFoundError:
-        pytest.skip("openssl is not installed: no certificate for the TLS origin")
 
 
 @pytest.fixture
