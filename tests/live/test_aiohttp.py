@@ -31,6 +31,7 @@ from support.aiohttp_stack import (  # noqa: E402
     closed,
     socket_connected_to,
 )
+from support.faults import break_sockopts  # noqa: E402
 from support.proxies import (  # noqa: E402
     HTTPProxyServer,
     LoopbackServer,
@@ -364,32 +365,26 @@ def test_rejected_option_in_force_never_fails_the_connect(
     assert seen.options["TCP_KEEPIDLE"] == kernel_defaults()["TCP_KEEPIDLE"]
 
 
-def test_internal_failure_leaves_connector_as_aiohttp_made_it(
-    origin: HeldOrigin, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [("in_force", "failed to prepare"), ("apply_to", "failed to set options")],
+    ids=["before_connect_connector_as_aiohttp_made_it", "after_connect_connection_usable"],
+)
+def test_internal_failure_leaves_aiohttp_as_it_is(
+    origin: HeldOrigin,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    broken: str,
+    message: str,
 ) -> None:
-    def broken() -> Any:
-        raise RuntimeError("boom")
-
-    monkeypatch.setattr(sockopts, "in_force", broken)
+    """Our failure while preparing the connector or after the connect: aiohttp's own defaults,
+    every connection usable, one log line."""
+    break_sockopts(monkeypatch, broken)
     with caplog.at_level(logging.WARNING, logger="keepalive_patch"):
         seen = [get_with(origin, lambda: aiohttp.TCPConnector(force_close=True)) for _ in range(2)]
     assert all(s.options == kernel_defaults() for s in seen)
-    failures = [r for r in caplog.records if "failed to prepare" in r.getMessage()]
+    failures = [r for r in caplog.records if message in r.getMessage()]
     assert len(failures) == 1, "logged once, not per connector or connection"
-
-
-def test_failure_after_connect_leaves_the_connection_usable(
-    origin: HeldOrigin, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    def broken(sock: Any, options: Any) -> None:
-        raise RuntimeError("boom")
-
-    monkeypatch.setattr(sockopts, "apply_to", broken)
-    with caplog.at_level(logging.WARNING, logger="keepalive_patch"):
-        seen = [get_with(origin, lambda: aiohttp.TCPConnector(force_close=True)) for _ in range(2)]
-    assert all(s.options == kernel_defaults() for s in seen)
-    failures = [r for r in caplog.records if "failed to set options" in r.getMessage()]
-    assert len(failures) == 1
 
 
 # -- what is left alone, and removal ---------------------------------------------------------

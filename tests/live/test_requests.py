@@ -19,6 +19,7 @@ from typing import Any, Callable
 import pytest
 from support.client_sockets import options_of
 from support.connects import Watcher, full_backlog, watch_connects
+from support.faults import break_sockopts
 from support.origins import CLOSE, OK, SILENT, CountingOrigin, response
 from support.proxies import (
     HTTPProxyServer,
@@ -30,7 +31,6 @@ from support.proxies import (
 from support.sockets import expected, kernel_defaults
 
 import keepalive_patch
-from keepalive_patch import sockopts
 from keepalive_patch.integrations import requests as integration
 
 requests = pytest.importorskip("requests")
@@ -362,10 +362,7 @@ def test_adapters_pickle_with_their_retry(origin: CountingOrigin) -> None:
 def test_internal_failure_builds_requests_default(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def broken() -> Any:
-        raise RuntimeError("boom")
-
-    monkeypatch.setattr(sockopts, "in_force", broken)
+    break_sockopts(monkeypatch, "in_force")
     with caplog.at_level(logging.WARNING, logger="keepalive_patch"):
         first, second = HTTPAdapter(), HTTPAdapter(max_retries=2)
         HTTPAdapter()
