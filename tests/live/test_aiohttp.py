@@ -31,7 +31,7 @@ from support.aiohttp_stack import (  # noqa: E402
     closed,
     socket_connected_to,
 )
-from support.faults import break_sockopts  # noqa: E402
+from support.faults import break_sockopts, raised, with_and_without_shim  # noqa: E402
 from support.proxies import (  # noqa: E402
     HTTPProxyServer,
     LoopbackServer,
@@ -246,12 +246,10 @@ def test_socket_factory_none_means_ours(origin: HeldOrigin) -> None:
 
 
 def test_bad_arguments_raise_aiohttps_own_error() -> None:
-    with pytest.raises(TypeError) as patched_error:
-        aiohttp.TCPConnector(no_such_argument=1)
-    keepalive_patch.remove()
-    with pytest.raises(TypeError) as original_error:
-        aiohttp.TCPConnector(no_such_argument=1)
-    assert str(patched_error.value) == str(original_error.value)
+    patched_error, original_error = with_and_without_shim(
+        lambda: raised(lambda: aiohttp.TCPConnector(no_such_argument=1), TypeError)
+    )
+    assert str(patched_error) == str(original_error)
 
 
 def test_callers_factory_error_reaches_the_caller(origin: HeldOrigin) -> None:

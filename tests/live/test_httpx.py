@@ -11,7 +11,7 @@ import types
 from typing import Any
 
 import pytest
-from support.faults import break_sockopts, offer_extra_option
+from support.faults import break_sockopts, offer_extra_option, raised, with_and_without_shim
 from support.libs import takes_socket_options
 from support.sockets import expected, fetch, kernel_defaults, live_socket, read_options
 
@@ -262,12 +262,10 @@ def test_subclass_calling_super_is_patched(lib: types.ModuleType, http_url: str)
 
 
 def test_bad_arguments_raise_httpx_own_error(lib: types.ModuleType) -> None:
-    with pytest.raises(TypeError) as patched_error:
-        lib.HTTPTransport(no_such_argument=1)
-    keepalive_patch.remove()
-    with pytest.raises(TypeError) as original_error:
-        lib.HTTPTransport(no_such_argument=1)
-    assert str(patched_error.value) == str(original_error.value)
+    patched_error, original_error = with_and_without_shim(
+        lambda: raised(lambda: lib.HTTPTransport(no_such_argument=1), TypeError)
+    )
+    assert str(patched_error) == str(original_error)
 
 
 def test_internal_failure_falls_back_to_original(
