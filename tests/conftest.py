@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import ssl
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -14,10 +15,14 @@ from types import ModuleType
 
 import pytest
 from support.libs import LIBRARIES, MODES, require_socket_options, takes_socket_options, version_of
+from support.proxies import make_server_tls
 from support.servers import Handler, UnixHTTPServer
 
 import keepalive_patch
 from keepalive_patch import _log
+
+#: The variables that would route a test's requests through a proxy from outside.
+PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
 
 @pytest.fixture(scope="session")
@@ -85,3 +90,31 @@ def _default_shim() -> Iterator[None]:
     yield
     keepalive_patch.apply()
     _log.forget()
+
+
+@pytest.fixture
+def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy variables from outside (either case): a test's proxy is the one it starts."""
+    for name in PROXY_ENV:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+@pytest.fixture
+def clean_environment(no_proxy_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No proxy or keepalive-patch variables from outside; the shim with its defaults."""
+    for name in os.environ:
+        if name.startswith("KEEPALIVE_PATCH_"):
+            monkeypatch.delenv(name)
+    keepalive_patch.apply()
+    yield
+    keepalive_patch.apply()
+
+
+@pytest.fixture(scope="session")
+def server_tls(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
+    """A server TLS context with a fresh self-signed certificate (skips without openssl)."""
+    try:
+        return make_server_tls(tmp_path_factory.mktemp("tls"))
+    except FileNotFoundError:
+        pytest.skip("openssl is needed to make the TLS origin's certificate")

@@ -10,12 +10,14 @@ import io
 import json
 import socket
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from support.libs import installed_libraries, takes_socket_options, version_of
 from support.procs import clean_env, run_python
+from support.servers import serving
 
 import keepalive_patch
 from keepalive_patch import check, config, integrations
@@ -253,40 +255,18 @@ def test_retries_only_library_fails_and_says_why() -> None:
         ) in human.stdout
 
 
-@contextlib.contextmanager
-def misbehaving_server(reply: bytes | None) -> Iterator[str]:
+def misbehaving_server(reply: bytes | None) -> contextlib.AbstractContextManager[str]:
     """A loopback server that reads a request and sends ``reply`` (``None``: never answers)."""
-    import threading
 
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    stop = threading.Event()
-    held: list[socket.socket] = []
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        conn.settimeout(2)
+        with contextlib.suppress(OSError):
+            conn.recv(65536)
+            if reply is not None:
+                conn.sendall(reply)
+                conn.close()
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                continue
-            held.append(conn)
-            conn.settimeout(2)
-            with contextlib.suppress(OSError):
-                conn.recv(65536)
-                if reply is not None:
-                    conn.sendall(reply)
-                    conn.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
-    finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
-        for conn in held:
-            conn.close()
+    return serving(serve)
 
 
 def test_a_silent_server_is_bounded_by_timeout_and_every_error_has_a_reason() -> None:

@@ -31,10 +31,10 @@ from support.aiohttp_stack import (  # noqa: E402
     closed,
     socket_connected_to,
 )
+from support.faults import break_sockopts, raised, with_and_without_shim  # noqa: E402
 from support.proxies import (  # noqa: E402
     HTTPProxyServer,
     LoopbackServer,
-    make_server_tls,
     read_head,
 )
 from support.sockets import expected, kernel_defaults, read_options  # noqa: E402
@@ -44,6 +44,8 @@ from keepalive_patch import sockopts  # noqa: E402
 from keepalive_patch.integrations import aiohttp as integration  # noqa: E402
 
 TCP = socket.IPPROTO_TCP
+
+pytestmark = pytest.mark.usefixtures("no_proxy_env")
 VERSION = tuple(int(part) for part in aiohttp.__version__.split(".")[:2])
 HAS_SOCKET_FACTORY = integration.takes_socket_factory(aiohttp.TCPConnector)
 needs_socket_factory = pytest.mark.skipif(
@@ -52,25 +54,10 @@ needs_socket_factory = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-
-
 @pytest.fixture
 def origin() -> Iterator[HeldOrigin]:
     with HeldOrigin() as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def server_tls(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    try:
-        return make_server_tls(tmp_path_factory.mktemp("tls"))
-    except FileNotFoundError:
-        pytest.skip("openssl is needed to make the TLS origin's certificate")
 
 
 class Seen:
@@ -259,12 +246,10 @@ def test_socket_factory_none_means_ours(origin: HeldOrigin) -> None:
 
 
 def test_bad_arguments_raise_aiohttps_own_error() -> None:
-    with pytest.raises(TypeError) as patched_error:
-        aiohttp.TCPConnector(no_such_argument=1)
-    keepalive_patch.remove()
-    with pytest.raises(TypeError) as original_error:
-        aiohttp.TCPConnector(no_such_argument=1)
-    assert str(patched_error.value) == str(original_error.value)
+    patched_error, original_error = with_and_without_shim(
+        lambda: raised(lambda: aiohttp.TCPConnector(no_such_argument=1), TypeError)
+    )
+    assert str(patched_error) == str(original_error)
 
 
 def test_callers_factory_error_reaches_the_caller(origin: HeldOrigin) -> None:
@@ -378,32 +363,26 @@ def test_rejected_option_in_force_never_fails_the_connect(
     assert seen.options["TCP_KEEPIDLE"] == kernel_defaults()["TCP_KEEPIDLE"]
 
 
-def test_internal_failure_leaves_connector_as_aiohttp_made_it(
-    origin: HeldOrigin, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [("in_force", "failed to prepare"), ("apply_to", "failed to set options")],
+    ids=["before_connect_connector_as_aiohttp_made_it", "after_connect_connection_usable"],
+)
+def test_internal_failure_leaves_aiohttp_as_it_is(
+    origin: HeldOrigin,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    broken: str,
+    message: str,
 ) -> None:
-    def broken() -> Any:
-        raise RuntimeError("boom")
-
-    monkeypatch.setattr(sockopts, "in_force", broken)
+    """Our failure while preparing the connector or after the connect: aiohttp's own defaults,
+    every connection usable, one log line."""
+    break_sockopts(monkeypatch, broken)
     with caplog.at_level(logging.WARNING, logger="keepalive_patch"):
         seen = [get_with(origin, lambda: aiohttp.TCPConnector(force_close=True)) for _ in range(2)]
     assert all(s.options == kernel_defaults() for s in seen)
-    failures = [r for r in caplog.records if "failed to prepare" in r.getMessage()]
+    failures = [r for r in caplog.records if message in r.getMessage()]
     assert len(failures) == 1, "logged once, not per connector or connection"
-
-
-def test_failure_after_connect_leaves_the_connection_usable(
-    origin: HeldOrigin, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    def broken(sock: Any, options: Any) -> None:
-        raise RuntimeError("boom")
-
-    monkeypatch.setattr(sockopts, "apply_to", broken)
-    with caplog.at_level(logging.WARNING, logger="keepalive_patch"):
-        seen = [get_with(origin, lambda: aiohttp.TCPConnector(force_close=True)) for _ in range(2)]
-    assert all(s.options == kernel_defaults() for s in seen)
-    failures = [r for r in caplog.records if "failed to set options" in r.getMessage()]
-    assert len(failures) == 1
 
 
 # -- what is left alone, and removal ---------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import os
 import socket
 from collections.abc import Iterator
 from types import ModuleType
@@ -23,7 +22,6 @@ from support.proxies import (
     LoopbackServer,
     OriginServer,
     Socks5ProxyServer,
-    make_server_tls,
 )
 
 import keepalive_patch
@@ -34,22 +32,9 @@ LIBRARIES = {"httpx": "httpcore", "httpx2": "httpcore2"}
 KINDS = ("forward", "tunnel", "socks")
 #: The environment variable that routes each kind of request through a proxy.
 ENV_VARS = {"forward": "HTTP_PROXY", "tunnel": "HTTPS_PROXY", "socks": "ALL_PROXY"}
-PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 TCP = getattr(socket, "IPPROTO_TCP", 6)
 
-
-@pytest.fixture(autouse=True)
-def _shim_with_defaults(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Every test starts and ends with the shim applied with its defaults, and no proxy env."""
-    for name in PROXY_ENV:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-    for name in os.environ:
-        if name.startswith("KEEPALIVE_PATCH_"):
-            monkeypatch.delenv(name)
-    keepalive_patch.apply()
-    yield
-    keepalive_patch.apply()
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 @pytest.fixture(params=sorted(LIBRARIES))
@@ -62,14 +47,6 @@ def kind(request: pytest.FixtureRequest) -> str:
     if request.param == "socks":
         pytest.importorskip("socksio")
     return str(request.param)
-
-
-@pytest.fixture(scope="module")
-def server_tls(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    try:
-        return make_server_tls(tmp_path_factory.mktemp("tls"))
-    except FileNotFoundError:
-        pytest.skip("openssl is needed to make the TLS origin's certificate")
 
 
 @pytest.fixture

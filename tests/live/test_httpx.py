@@ -11,6 +11,7 @@ import types
 from typing import Any
 
 import pytest
+from support.faults import break_sockopts, offer_extra_option, raised, with_and_without_shim
 from support.libs import takes_socket_options
 from support.sockets import expected, fetch, kernel_defaults, live_socket, read_options
 
@@ -261,21 +262,16 @@ def test_subclass_calling_super_is_patched(lib: types.ModuleType, http_url: str)
 
 
 def test_bad_arguments_raise_httpx_own_error(lib: types.ModuleType) -> None:
-    with pytest.raises(TypeError) as patched_error:
-        lib.HTTPTransport(no_such_argument=1)
-    keepalive_patch.remove()
-    with pytest.raises(TypeError) as original_error:
-        lib.HTTPTransport(no_such_argument=1)
-    assert str(patched_error.value) == str(original_error.value)
+    patched_error, original_error = with_and_without_shim(
+        lambda: raised(lambda: lib.HTTPTransport(no_such_argument=1), TypeError)
+    )
+    assert str(patched_error) == str(original_error)
 
 
 def test_internal_failure_falls_back_to_original(
     lib: types.ModuleType, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def broken() -> Any:
-        raise RuntimeError("boom")
-
-    monkeypatch.setattr(sockopts, "in_force", broken)
+    break_sockopts(monkeypatch, "in_force")
     with caplog.at_level(logging.WARNING, logger="keepalive_patch"):
         first = lib.HTTPTransport(retries=2)
         second = lib.HTTPTransport()
@@ -361,12 +357,7 @@ def test_probe_drops_rejected_option_end_to_end(
 ) -> None:
     """Offer an option this kernel refuses (TCP_KEEPIDLE=0 is EINVAL on Linux): it must be
     dropped and logged, never turned into a ConnectError on the request."""
-    real = sockopts.keepalive_options
-    monkeypatch.setattr(
-        sockopts,
-        "keepalive_options",
-        lambda settings: [*real(settings), (TCP, socket.TCP_KEEPIDLE, 0)],
-    )
+    offer_extra_option(monkeypatch, (TCP, socket.TCP_KEEPIDLE, 0))
     with caplog.at_level(logging.WARNING, logger="keepalive_patch"):
         keepalive_patch.apply()
         [live] = fetch(keepalive_lib, "sync", http_url)

@@ -12,39 +12,25 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-import os
 from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
 from typing import Any
 
 import pytest
 from support.dying_servers import DyingH2Server, DyingServer
-from support.proxies import HTTPProxyServer, LoopbackServer, Socks5ProxyServer, make_server_tls
+from support.proxies import HTTPProxyServer, LoopbackServer, Socks5ProxyServer
 
 import keepalive_patch
 from keepalive_patch import replay
 
 #: Each httpx-like library and the httpcore-like library under it.
 CORES = {"httpx": "httpcore", "httpx2": "httpcore2"}
-PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 #: Stands for a streamed request body, made fresh (sync or async) for each request.
 STREAMED = "streamed"
 #: What the unpatched library raises when a reused connection dies, by how it died.
 ERRORS = {"fin": "RemoteProtocolError", "rst": "ReadError"}
 
-
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No proxy or keepalive-patch variables from outside; the shim with its defaults."""
-    for name in PROXY_ENV:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-    for name in os.environ:
-        if name.startswith("KEEPALIVE_PATCH_"):
-            monkeypatch.delenv(name)
-    keepalive_patch.apply()
-    yield
-    keepalive_patch.apply()
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 @pytest.fixture
@@ -343,14 +329,6 @@ def test_a_connection_driven_without_a_pool_gets_the_library_error(lib: ModuleTy
 
 
 # -- through a proxy -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def server_tls(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    try:
-        return make_server_tls(tmp_path_factory.mktemp("tls"))
-    except FileNotFoundError:
-        pytest.skip("openssl is needed to make the TLS origin's certificate")
 
 
 @pytest.mark.parametrize("kind", ["forward", "tunnel", "socks"])

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import pytest
 from support.client_sockets import options_of
 from support.connects import Watcher, full_backlog, watch_connects
+from support.faults import break_sockopts, raised, with_and_without_shim
 from support.origins import CLOSE, OK, SILENT, CountingOrigin, response
 from support.proxies import (
     HTTPProxyServer,
@@ -30,7 +31,6 @@ from support.proxies import (
 from support.sockets import expected, kernel_defaults
 
 import keepalive_patch
-from keepalive_patch import sockopts
 from keepalive_patch.integrations import requests as integration
 
 requests = pytest.importorskip("requests")
@@ -66,13 +66,6 @@ def session(**adapter_kwargs: Any) -> Any:
         for prefix in ("http://", "https://"):
             made.mount(prefix, HTTPAdapter(**adapter_kwargs))
     return made
-
-
-def failure(call: Callable[[], Any]) -> BaseException:
-    """The exception ``call`` raises (it must raise)."""
-    with pytest.raises(Exception) as caught:
-        call()
-    return caught.value
 
 
 # -- keepalive options, through urllib3 ---------------------------------------------------------
@@ -176,15 +169,13 @@ def refused_twice(**adapter_kwargs: Any) -> tuple[BaseException, Watcher]:
     """GET from a port that never listens; the exception and the connects made."""
     origin = CountingOrigin(listen=False)
     with origin, watch_connects(origin.address) as connects, session(**adapter_kwargs) as s:
-        error = failure(lambda: s.get(origin.url))
+        error = raised(lambda: s.get(origin.url))
     return error, connects
 
 
 def test_connect_failing_twice_raises_what_requests_raises_today() -> None:
-    error, connects = refused_twice()
+    (error, connects), (unpatched, unpatched_connects) = with_and_without_shim(refused_twice)
     assert connects.count == 2
-    keepalive_patch.remove()
-    unpatched, unpatched_connects = refused_twice()
     assert unpatched_connects.count == 1
     assert type(error) is type(unpatched) is requests.exceptions.ConnectionError
     assert "Max retries exceeded" in str(error)
@@ -194,13 +185,11 @@ def test_connect_timing_out_twice_raises_connect_timeout_as_today() -> None:
     def attempt() -> tuple[BaseException, int]:
         with CountingOrigin(listen=False, backlog=0) as origin, full_backlog(origin.listener):
             with watch_connects(origin.address) as connects, requests.Session() as s:
-                error = failure(lambda: s.get(origin.url, timeout=(0.3, 5)))
+                error = raised(lambda: s.get(origin.url, timeout=(0.3, 5)))
             assert origin.requests == []
             return error, connects.count
 
-    error, count = attempt()
-    keepalive_patch.remove()
-    unpatched, unpatched_count = attempt()
+    (error, count), (unpatched, unpatched_count) = with_and_without_shim(attempt)
     assert (count, unpatched_count) == (2, 1)
     assert type(error) is type(unpatched) is requests.exceptions.ConnectTimeout
 
@@ -222,12 +211,10 @@ def test_proxy_refusing_twice_raises_proxy_error_as_today() -> None:
     def attempt() -> tuple[BaseException, int]:
         proxy = HTTPProxyServer(listen=False)
         with proxy, watch_connects(proxy.address) as connects, requests.Session() as s:
-            error = failure(lambda: s.get("http://127.0.0.1:9/", proxies={"http": proxy.url}))
+            error = raised(lambda: s.get("http://127.0.0.1:9/", proxies={"http": proxy.url}))
         return error, connects.count
 
-    error, count = attempt()
-    keepalive_patch.remove()
-    unpatched, unpatched_count = attempt()
+    (error, count), (unpatched, unpatched_count) = with_and_without_shim(attempt)
     assert (count, unpatched_count) == (2, 1)
     assert type(error) is type(unpatched) is requests.exceptions.ProxyError
 
@@ -362,10 +349,7 @@ def test_adapters_pickle_with_their_retry(origin: CountingOrigin) -> None:
 def test_internal_failure_builds_requests_default(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def broken() -> Any:
-        raise RuntimeError("boom")
-
-    monkeypatch.setattr(sockopts, "in_force", broken)
+    break_sockopts(monkeypatch, "in_force")
     with caplog.at_level(logging.WARNING, logger="keepalive_patch"):
         first, second = HTTPAdapter(), HTTPAdapter(max_retries=2)
         HTTPAdapter()

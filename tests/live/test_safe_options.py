@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from support.faults import offer_extra_option
 from support.libs import require_socket_options
 from support.sockets import expected, fetch, kernel_defaults
 
@@ -29,12 +30,7 @@ def test_an_option_that_raises_anything_is_dropped_alone(
     http_url: str,
 ) -> None:
     """setsockopt raises OverflowError for a value beyond a C int: drop that option only."""
-    real = sockopts.keepalive_options
-    monkeypatch.setattr(
-        sockopts,
-        "keepalive_options",
-        lambda settings: [*real(settings), (TCP, socket.TCP_KEEPCNT, 2**40)],
-    )
+    offer_extra_option(monkeypatch, (TCP, socket.TCP_KEEPCNT, 2**40))
     with caplog.at_level(logging.WARNING, logger="keepalive_patch"):
         keepalive_patch.apply()
         [options] = fetch(keepalive_lib, "sync", http_url)

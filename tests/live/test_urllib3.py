@@ -18,13 +18,13 @@ from typing import Any, ClassVar
 
 import pytest
 from support.client_sockets import nodelay_of, options_of
+from support.faults import break_sockopts, offer_extra_option
 from support.origins import CountingOrigin
 from support.procs import PYTHON, clean_env, run_python
-from support.proxies import HTTPProxyServer, OriginServer, Socks5ProxyServer, make_server_tls
+from support.proxies import HTTPProxyServer, OriginServer, Socks5ProxyServer
 from support.sockets import expected, kernel_defaults
 
 import keepalive_patch
-from keepalive_patch import sockopts
 from keepalive_patch.integrations import urllib3 as integration
 
 urllib3 = pytest.importorskip("urllib3")
@@ -43,14 +43,6 @@ insecure = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureReques
 def origin() -> Iterator[CountingOrigin]:
     with CountingOrigin() as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def server_tls(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
-    try:
-        return make_server_tls(tmp_path_factory.mktemp("tls"))
-    except FileNotFoundError:
-        pytest.skip("openssl is not installed: no certificate for the TLS origin")
 
 
 @pytest.fixture
@@ -349,10 +341,7 @@ def test_https_subclass_is_patched(tls_origin: OriginServer) -> None:
 def test_internal_failure_leaves_the_connection_as_urllib3_made_it(
     origin: CountingOrigin, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def broken() -> Any:
-        raise RuntimeError("boom")
-
-    monkeypatch.setattr(sockopts, "in_force", broken)
+    break_sockopts(monkeypatch, "in_force")
     with caplog.at_level(logging.WARNING, logger="keepalive_patch"):
         first = urllib3.connection.HTTPConnection("127.0.0.1", 1)
         second = urllib3.connection.HTTPConnection("127.0.0.1", 1, socket_options=[NODELAY])
@@ -370,12 +359,7 @@ def test_probe_drops_rejected_option_end_to_end(
 ) -> None:
     """An option this kernel refuses (TCP_KEEPIDLE=0 is EINVAL on Linux) is dropped and logged,
     never turned into a failed connect."""
-    real = sockopts.keepalive_options
-    monkeypatch.setattr(
-        sockopts,
-        "keepalive_options",
-        lambda settings: [*real(settings), (TCP, socket.TCP_KEEPIDLE, 0)],
-    )
+    offer_extra_option(monkeypatch, (TCP, socket.TCP_KEEPIDLE, 0))
     with caplog.at_level(logging.WARNING, logger="keepalive_patch"):
         keepalive_patch.apply()
         with urllib3.PoolManager() as manager:

@@ -17,6 +17,7 @@ import httpx
 import pytest
 import wrapt
 from support.libs import installed_libraries, takes_socket_options
+from support.servers import serving
 
 import keepalive_patch
 from keepalive_patch.integrations import httpx as patch
@@ -37,45 +38,29 @@ def unpatched() -> Iterator[dict[type, Any]]:
         keepalive_patch.apply()
 
 
+def answer_every_request(conn: socket.socket, stop: threading.Event) -> None:
+    """HTTP/1.1: answer each request on ``conn`` with ``ok`` and keep the connection open."""
+    conn.settimeout(5)
+    with conn:
+        data = b""
+        while not stop.is_set():
+            try:
+                chunk = conn.recv(65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            data += chunk
+            while b"\r\n\r\n" in data:
+                _, _, data = data.partition(b"\r\n\r\n")
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+
 @pytest.fixture
 def server() -> Iterator[str]:
     """A loopback HTTP/1.1 server that answers every request and keeps connections open."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve(conn: socket.socket) -> None:
-        conn.settimeout(5)
-        with conn:
-            data = b""
-            while not stop.is_set():
-                try:
-                    chunk = conn.recv(65536)
-                except OSError:
-                    return
-                if not chunk:
-                    return
-                data += chunk
-                while b"\r\n\r\n" in data:
-                    _, _, data = data.partition(b"\r\n\r\n")
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                continue
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        listener.close()
+    with serving(answer_every_request) as url:
+        yield url
 
 
 def keepalive_when_patched(lib: Any) -> int:

@@ -18,13 +18,15 @@ from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
 from typing import Any
 
-from support.proxies import IO_TIMEOUT, OriginServer, read_head
+from support.proxies import IO_TIMEOUT, OriginServer
 
 BODY = b"ok"
 
 
 class HeldOrigin(OriginServer):
     """An origin whose every response waits after its first body byte until ``release()``."""
+
+    body = BODY
 
     def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self._go = threading.Semaphore(0)
@@ -34,22 +36,13 @@ class HeldOrigin(OriginServer):
         """Let one held response finish."""
         self._go.release()
 
-    def handle(self, conn: socket.socket) -> None:
-        if self.tls is not None:
-            conn = self.tls.wrap_socket(conn, server_side=True)
-            self.track(conn)
-        while True:
-            head = read_head(conn)
-            if not head:
-                return
-            self.requests.append(head.split(b"\r\n", 1)[0])
-            conn.sendall(
-                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-                b"Content-Length: %d\r\n\r\n%s" % (len(BODY), BODY[:1])
-            )
-            if not self._go.acquire(timeout=IO_TIMEOUT):
-                return
-            conn.sendall(BODY[1:])
+    def answer(self, conn: socket.socket) -> bool:
+        """The head and the first body byte now; the rest only after ``release()``."""
+        conn.sendall(self.head() + self.body[:1])
+        if not self._go.acquire(timeout=IO_TIMEOUT):
+            return False
+        conn.sendall(self.body[1:])
+        return True
 
 
 async def closed(sock: Any, within: float = 5.0) -> None:

@@ -210,10 +210,19 @@ class OriginServer(LoopbackServer):
             if not head:
                 return
             self.requests.append(head.split(b"\r\n", 1)[0])
-            conn.sendall(
-                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-                b"Content-Length: %d\r\n\r\n%s" % (len(self.body), self.body)
-            )
+            if not self.answer(conn):
+                return
+
+    def answer(self, conn: socket.socket) -> bool:
+        """Send the whole answer to one request; ``False`` ends the connection."""
+        conn.sendall(self.head() + self.body)
+        return True
+
+    def head(self) -> bytes:
+        """The status line and headers of every answer, announcing ``body``."""
+        return b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n" % len(
+            self.body
+        )
 
 
 class HTTPProxyServer(LoopbackServer):

@@ -1,11 +1,15 @@
-"""A keep-alive HTTP/1.1 handler for loopback servers, on TCP and on a Unix socket."""
+"""A keep-alive HTTP/1.1 handler for loopback servers, on TCP and on a Unix socket, and a bare
+loopback TCP server for tests that script each connection themselves."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import socket
 import socketserver
-from typing import Any
+import threading
+from collections.abc import Iterator
+from typing import Any, Callable
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -30,3 +34,33 @@ class UnixHTTPServer(socketserver.ThreadingUnixStreamServer):
     def get_request(self) -> tuple[socket.socket, Any]:
         request, _ = super().get_request()
         return request, ("uds", 0)  # BaseHTTPRequestHandler wants a (host, port) address
+
+
+@contextlib.contextmanager
+def serving(handle: Callable[[socket.socket, threading.Event], None]) -> Iterator[str]:
+    """A loopback TCP server handing each connection to ``handle(conn, stop)`` in its own thread;
+    yields its ``http://`` base URL. On exit ``stop`` is set and every connection closed."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            accepted.append(conn)
+            threading.Thread(target=handle, args=(conn, stop), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
+        for conn in accepted:
+            conn.close()

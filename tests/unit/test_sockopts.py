@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 import types
 
+import pytest
+
 from keepalive_patch import sockopts as options
 from keepalive_patch.config import defaults
 
@@ -52,30 +54,21 @@ def test_linux_user_timeout_off() -> None:
     assert "TCP_USER_TIMEOUT" not in names
 
 
-def test_macos_uses_tcp_keepalive_for_idle() -> None:
-    assert options.keepalive_options(SETTINGS, MACOS) == [
-        (0xFFFF, 0x8, 1),
-        (6, 0x10, 30),
-        (6, 0x101, 10),
-        (6, 0x102, 3),
-    ]
-
-
-def test_macos_before_python_310_has_no_idle_constant() -> None:
-    assert options.keepalive_options(SETTINGS, MACOS_PY39) == [
-        (0xFFFF, 0x8, 1),
-        (6, 0x101, 10),
-        (6, 0x102, 3),
-    ]
-
-
-def test_windows() -> None:
-    assert options.keepalive_options(SETTINGS, WINDOWS) == [
-        (0xFFFF, 0x8, 1),
-        (6, 3, 30),
-        (6, 17, 10),
-        (6, 16, 3),
-    ]
+@pytest.mark.parametrize(
+    ("platform", "wanted"),
+    [
+        (MACOS, [(0xFFFF, 0x8, 1), (6, 0x10, 30), (6, 0x101, 10), (6, 0x102, 3)]),
+        (MACOS_PY39, [(0xFFFF, 0x8, 1), (6, 0x101, 10), (6, 0x102, 3)]),
+        (WINDOWS, [(0xFFFF, 0x8, 1), (6, 3, 30), (6, 17, 10), (6, 16, 3)]),
+    ],
+    ids=[
+        "macos_uses_tcp_keepalive_for_idle",
+        "macos_before_python_310_has_no_idle_constant",
+        "windows",
+    ],
+)
+def test_platform_options(platform: types.ModuleType, wanted: list[options.SocketOption]) -> None:
+    assert options.keepalive_options(SETTINGS, platform) == wanted
 
 
 def test_old_windows_and_unknown_platforms_get_so_keepalive_only() -> None:
