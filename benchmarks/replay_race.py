@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from loopback_server import running
+
 HERE = Path(__file__).resolve().parent
 #: The defaults run.py uses: requests per run, the idle close, the emulated round trip, the seed.
 COUNT, IDLE_MS, RTT_MS, SEED = 200, 20.0, 2.0, 20240611
@@ -178,28 +180,14 @@ def measure(
     timing = [str(IDLE_MS), str(RTT_MS)]
     results = {}
     for name, hook in (("unpatched", []), ("patched", ["--hook"])):
-        server = subprocess.Popen(
-            [python, str(HERE / "replay_race.py"), "server", *timing],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=cwd,
-        )  # fmt: skip
-        try:
-            assert server.stdout is not None
-            port = server.stdout.readline().strip()
+        server = [python, str(HERE / "replay_race.py"), "server", *timing]
+        with running(server, env, cwd) as port:
             client = [python, str(HERE / "replay_race.py"), "client", lib, port, str(count)]
             done = subprocess.run(
                 [*client, str(SEED), *timing, *hook],
                 capture_output=True, text=True, check=True, timeout=300, env=env, cwd=cwd,
             )  # fmt: skip
             results[name] = json.loads(done.stdout)
-        finally:
-            with contextlib.suppress(OSError):
-                assert server.stdin is not None
-                server.stdin.close()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(timeout=10)
     return results
 
 

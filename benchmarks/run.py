@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import replay_race
+from loopback_server import running
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
@@ -177,25 +178,8 @@ def paired_workload(python: str, args: list[str], processes: int) -> tuple[float
 
 @contextlib.contextmanager
 def loopback_server(python: str) -> Iterator[int]:
-    server = subprocess.Popen(
-        [python, str(HERE / "loopback_server.py")],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=clean_env(),
-    )
-    try:
-        assert server.stdout is not None
-        yield int(server.stdout.readline())
-    finally:
-        with contextlib.suppress(OSError):
-            assert server.stdin is not None
-            server.stdin.close()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+    with running([python, str(HERE / "loopback_server.py")], clean_env()) as port:
+        yield int(port)
 
 
 def entry_points(

@@ -31,7 +31,12 @@ from support.aiohttp_stack import (  # noqa: E402
     closed,
     socket_connected_to,
 )
-from support.faults import break_sockopts, raised, with_and_without_shim  # noqa: E402
+from support.faults import (  # noqa: E402
+    break_sockopts,
+    raised,
+    warnings_from_patching_twice,
+    with_and_without_shim,
+)
 from support.proxies import (  # noqa: E402
     HTTPProxyServer,
     LoopbackServer,
@@ -554,10 +559,7 @@ def test_unknown_connector_layout_is_logged_once_and_left_alone(
 
     module.TCPConnector = TCPConnector  # type: ignore[attr-defined]
     init = TCPConnector.__dict__["__init__"]
-    with caplog.at_level(logging.WARNING, logger="keepalive_patch"):
-        integration.patch(module)
-        integration.patch(module)
-    messages = [r.getMessage() for r in caplog.records if "9.9.9" in r.getMessage()]
+    messages = warnings_from_patching_twice(integration.patch, module, "9.9.9", caplog)
     assert messages == [
         "aiohttp 9.9.9 has neither TCPConnector(socket_factory=) nor "
         "TCPConnector._wrap_create_connection; its connections get no keepalive options"

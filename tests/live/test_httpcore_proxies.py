@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any, Callable
 
 import pytest
+from support.faults import warnings_from_patching_twice
 from support.proxies import (
     HTTPProxyServer,
     LoopbackServer,
@@ -414,10 +415,7 @@ def test_unknown_core_layout_is_logged_once_and_left_alone(
 ) -> None:
     module = fake_core("fakecore_nobackend", with_backend_arg=True)  # no AutoBackend anywhere
     inits = {name: getattr(module, name).__dict__["__init__"] for name in proxies.PROXY_CLASSES}
-    with caplog.at_level("WARNING", logger="keepalive_patch"):
-        proxies.patch(module)
-        proxies.patch(module)
-    messages = [r.getMessage() for r in caplog.records if "fakecore_nobackend" in r.getMessage()]
+    messages = warnings_from_patching_twice(proxies.patch, module, "fakecore_nobackend", caplog)
     assert messages == [
         "fakecore_nobackend has no AutoBackend where keepalive-patch looks for "
         "it; proxies not patched"
@@ -438,10 +436,7 @@ def test_pool_without_network_backend_is_logged_once_and_left_alone(
 ) -> None:
     module = fake_core("fakecore_noarg", with_backend_arg=False)
     module.AutoBackend = module.SyncBackend  # type: ignore[attr-defined]
-    with caplog.at_level("WARNING", logger="keepalive_patch"):
-        proxies.patch(module)
-        proxies.patch(module)
-    messages = [r.getMessage() for r in caplog.records if "fakecore_noarg" in r.getMessage()]
+    messages = warnings_from_patching_twice(proxies.patch, module, "fakecore_noarg", caplog)
     assert len(messages) == len(proxies.PROXY_CLASSES)
     assert all("takes no network_backend" in m for m in messages)
     assert not any(cls.__module__ == "fakecore_noarg" for cls in proxies.patched_classes())

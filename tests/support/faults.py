@@ -3,6 +3,8 @@ and the same call with and without the shim to prove the caller sees what the li
 
 from __future__ import annotations
 
+import logging
+from types import ModuleType
 from typing import Any, Callable, TypeVar
 
 import pytest
@@ -41,3 +43,16 @@ def with_and_without_shim(attempt: Callable[[], T]) -> tuple[T, T]:
     patched = attempt()
     keepalive_patch.remove()
     return patched, attempt()
+
+
+def warnings_from_patching_twice(
+    patch: Callable[[ModuleType], None],
+    module: ModuleType,
+    marker: str,
+    caplog: pytest.LogCaptureFixture,
+) -> list[str]:
+    """Patch ``module`` twice; the shim's WARNING messages that mention ``marker``."""
+    with caplog.at_level(logging.WARNING, logger="keepalive_patch"):
+        patch(module)
+        patch(module)
+    return [r.getMessage() for r in caplog.records if marker in r.getMessage()]
