@@ -83,11 +83,14 @@ def _test_requirements(leave_out: set[str]) -> list[str]:
     """setup.cfg's ``test`` extra (the one source of truth), less the named projects."""
     parser = configparser.ConfigParser()
     parser.read(os.path.join(os.path.dirname(__file__), "setup.cfg"))
-    lines = parser["options.extras_require"]["test"].splitlines()
+    lines = [
+        line.split(" #")[0].strip()
+        for line in parser["options.extras_require"]["test"].splitlines()
+    ]
     return [
-        line.strip()
+        line
         for line in lines
-        if line.strip() and re.split(r"[\s;<>=!~\[]", line.strip())[0] not in leave_out
+        if line and not line.startswith("#") and re.split(r"[\s;<>=!~\[]", line)[0] not in leave_out
     ]
 
 
