@@ -21,7 +21,9 @@ print(
         {
             "file": library.__file__,
             "loader": type(library.__loader__).__name__,
-            "socket_options": [list(option) for option in pool._socket_options or []],
+            "socket_options": [
+                list(option) for option in getattr(pool, "_socket_options", None) or []
+            ],
             "retries": pool._retries,
             "applied": keepalive_patch.is_applied(),
         }
