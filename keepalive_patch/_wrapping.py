@@ -14,12 +14,13 @@ a call's arguments by name, and ``init_wrapper`` makes the wrapper that applies 
 from __future__ import annotations
 
 import _thread
-import inspect
+import types
 from typing import TYPE_CHECKING, Any, Callable, Dict, Tuple  # noqa: UP035 - runtime aliases, 3.9
 
 from keepalive_patch._log import WARNING, log_once
 
 if TYPE_CHECKING:
+    import inspect
     from types import ModuleType
 
 #: A wrapt wrapper function: ``(wrapped, instance, args, kwargs) -> result``.
@@ -41,19 +42,27 @@ class InitPlan:
     """
 
     def __init__(self, init: Callable[..., None], label: str) -> None:
-        #: The original ``__init__``'s own signature, less ``self``.
-        self.signature = inspect.Signature(list(inspect.signature(init).parameters.values())[1:])
+        self._init = init
+        self._signature: inspect.Signature | None = None
         #: For log messages: ``httpx.HTTPTransport`` and the like.
         self.label = label
-        by_keyword = [
-            parameter
-            for parameter in self.signature.parameters.values()
-            if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
-        ]
-        self._keywords = frozenset(parameter.name for parameter in by_keyword)
-        self._required = frozenset(
-            parameter.name for parameter in by_keyword if parameter.default is parameter.empty
-        )
+        shape = _plain_shape(init)
+        if shape is None:  # not a plain function (wrapped, builtin...): ask inspect
+            shape = _inspected_shape(self.signature)
+        #: Every named parameter (less ``self``), those a keyword can fill, the required ones,
+        #: and whether the signature is nothing but ``(*args, **kwargs)``.
+        self.names, self._keywords, self._required, self.takes_anything = shape
+
+    @property
+    def signature(self) -> inspect.Signature:
+        """The original ``__init__``'s own signature, less ``self``: made on first need, since
+        ``inspect`` costs milliseconds to import and the common call does without it."""
+        if self._signature is None:
+            import inspect
+
+            parameters = list(inspect.signature(self._init).parameters.values())[1:]
+            self._signature = inspect.Signature(parameters)
+        return self._signature
 
     def adjust(self, arguments: dict[str, Any]) -> bool:
         """Add ours to the call's ``arguments`` (by name, as given); False leaves the call as is."""
@@ -93,6 +102,68 @@ class CallerError(Exception):
     def __init__(self, error: BaseException) -> None:
         super().__init__(error)
         self.error = error
+
+
+def _plain_shape(
+    function: Any,
+) -> tuple[frozenset[str], frozenset[str], frozenset[str], bool] | None:
+    """``InitPlan``'s view of a plain Python function's parameters, read from its code object
+    (``None`` for anything else): named, keyword-capable, required, and ``(*args, **kwargs)``."""
+    code = getattr(function, "__code__", None)
+    if not isinstance(function, types.FunctionType) or hasattr(function, "__wrapped__"):
+        return None
+    if code is None or code.co_argcount < 1:  # no ``self``
+        return None
+    positional = code.co_varnames[1 : code.co_argcount]  # less self
+    keyword_only = code.co_varnames[code.co_argcount : code.co_argcount + code.co_kwonlyargcount]
+    defaults = len(function.__defaults__ or ())
+    kwdefaults = function.__kwdefaults__ or {}
+    by_keyword = positional[max(code.co_posonlyargcount - 1, 0) :] + keyword_only
+    required = positional[: len(positional) - defaults] + tuple(
+        name for name in keyword_only if name not in kwdefaults
+    )
+    varargs = bool(code.co_flags & inspect_flags.VARARGS)
+    varkeywords = bool(code.co_flags & inspect_flags.VARKEYWORDS)
+    return (
+        frozenset(positional + keyword_only),
+        frozenset(by_keyword),
+        frozenset(name for name in required if name in by_keyword),
+        not positional and not keyword_only and varargs and varkeywords,
+    )
+
+
+def _inspected_shape(
+    signature: inspect.Signature,
+) -> tuple[frozenset[str], frozenset[str], frozenset[str], bool]:
+    """``_plain_shape`` for what only ``inspect`` can read."""
+    parameters = list(signature.parameters.values())
+    kinds = [parameter.kind for parameter in parameters]
+    named = [p for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    by_keyword = [p for p in named if p.kind is not p.POSITIONAL_ONLY]
+    return (
+        frozenset(p.name for p in named),
+        frozenset(p.name for p in by_keyword),
+        frozenset(p.name for p in by_keyword if p.default is p.empty),
+        bool(parameters) and not named and len(kinds) == 2,
+    )
+
+
+def parameter_names(function: Any) -> frozenset[str]:
+    """The named parameters of ``function`` (``self`` included for a method's function)."""
+    shape = _plain_shape(function)
+    if shape is not None:
+        return shape[0] | {function.__code__.co_varnames[0]}
+    import inspect
+
+    try:
+        return frozenset(inspect.signature(function).parameters)
+    except (TypeError, ValueError):
+        return frozenset()
+
+
+class inspect_flags:
+    VARARGS = 0x04
+    VARKEYWORDS = 0x08
 
 
 def init_wrapper(plan: InitPlan) -> Wrapper:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
 from keepalive_patch._log import WARNING, log_once
@@ -35,14 +34,20 @@ INT_MAX = 2**31 - 1
 Value = Union[int, bool, "frozenset[str]"]
 
 
-@dataclass(frozen=True)
 class Setting:
-    """One row of the table; subclasses say how values are read and checked."""
+    """One row of the table; subclasses say how values are read and checked.
 
-    name: str
-    default: Any
-    help: str
-    unit: str = ""
+    Plain classes, not dataclasses: this module loads with the first HTTP library, and
+    ``dataclasses`` (with the ``inspect`` it imports) would cost that import milliseconds.
+    """
+
+    __slots__ = ("default", "help", "name", "unit")
+
+    def __init__(self, name: str, default: Any, help: str, unit: str = "") -> None:
+        self.name = name
+        self.default = default
+        self.help = help
+        self.unit = unit
 
     @property
     def env(self) -> str:
@@ -77,10 +82,15 @@ class Setting:
         return str(value)
 
 
-@dataclass(frozen=True)
 class Integer(Setting):
-    low: int = 0
-    high: int = INT_MAX
+    __slots__ = ("high", "low")
+
+    def __init__(
+        self, name: str, default: int, help: str, unit: str, low: int, high: int = INT_MAX
+    ) -> None:
+        super().__init__(name, default, help, unit)
+        self.low = low
+        self.high = high
 
     @property
     def metavar(self) -> str:
@@ -107,8 +117,9 @@ class Integer(Setting):
         return value
 
 
-@dataclass(frozen=True)
 class Switch(Setting):
+    __slots__ = ()
+
     @property
     def metavar(self) -> str:
         return "0|1"
@@ -136,9 +147,10 @@ class Switch(Setting):
         return "1" if value else "0"
 
 
-@dataclass(frozen=True)
 class Names(Setting):
     """Comma-separated names; unknown ones are logged once and ignored, never an error."""
+
+    __slots__ = ()
 
     @property
     def metavar(self) -> str:
@@ -199,9 +211,20 @@ TABLE: tuple[Setting, ...] = (
 BY_NAME = {setting.name: setting for setting in TABLE}
 
 
-@dataclass(frozen=True)
 class Settings:
-    """The values in force; ``sources`` says where each came from (default, env, apply, flag)."""
+    """The values in force, immutable; ``sources`` says where each came from (default, env,
+    apply, flag) and takes no part in comparisons."""
+
+    __slots__ = (
+        "count",
+        "idle",
+        "interval",
+        "replay",
+        "retries",
+        "skip",
+        "sources",
+        "user_timeout",
+    )
 
     idle: int
     interval: int
@@ -211,7 +234,35 @@ class Settings:
     user_timeout: int
     replay: bool
     skip: frozenset[str]
-    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    sources: Mapping[str, str]
+
+    def __init__(
+        self,
+        idle: int,
+        interval: int,
+        count: int,
+        retries: int,
+        user_timeout: int,
+        replay: bool,
+        skip: frozenset[str],
+        sources: Mapping[str, str] | None = None,
+    ) -> None:
+        given = locals()
+        for name in self.__slots__:
+            object.__setattr__(self, name, given[name])
+        object.__setattr__(self, "sources", dict(sources or {}))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Settings are immutable; cannot set {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Settings) and self.as_dict() == other.as_dict()
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.as_dict().items()))
+
+    def __repr__(self) -> str:
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items()) + ")"
 
     @property
     def budget(self) -> int:

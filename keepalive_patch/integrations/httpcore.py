@@ -18,13 +18,18 @@ without a word.
 from __future__ import annotations
 
 import functools
-import inspect
 import itertools
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from keepalive_patch import replay, sockopts
 from keepalive_patch._log import INFO, WARNING, log_once
-from keepalive_patch._wrapping import CallerError, InitPlan, Patcher, class_to_patch
+from keepalive_patch._wrapping import (
+    CallerError,
+    InitPlan,
+    Patcher,
+    class_to_patch,
+    parameter_names,
+)
 from keepalive_patch.integrations.httpx import building
 
 if TYPE_CHECKING:
@@ -221,11 +226,8 @@ def _default_backend(module: ModuleType, is_async: bool) -> Callable[[], Any]:
 
 
 def _takes_socket_options(make_default: Callable[[], Any]) -> bool:
-    try:
-        connect = make_default.connect_tcp  # type: ignore[attr-defined]
-        return "socket_options" in inspect.signature(connect).parameters
-    except (AttributeError, TypeError, ValueError):
-        return False
+    connect = getattr(make_default, "connect_tcp", None)
+    return connect is not None and "socket_options" in parameter_names(connect)
 
 
 def patch(module: ModuleType) -> None:
@@ -256,13 +258,11 @@ def _plan_or_none(
     except LookupError as exc:
         log_once(f"nobackend:{library}", WARNING, "%s; proxies not patched", exc)
         return None
-    parameters = plan.signature.parameters
-    if "network_backend" in parameters:
+    if "network_backend" in plan.names:
         return plan
-    if [p.kind for p in parameters.values()] != [
-        inspect.Parameter.VAR_POSITIONAL,
-        inspect.Parameter.VAR_KEYWORD,
-    ]:  # ``(*args, **kwargs)`` is the stand-in of an httpcore without socksio: nothing to say
+    if (
+        not plan.takes_anything
+    ):  # ``(*args, **kwargs)``: the stand-in of an httpcore without socksio
         log_once(
             f"nobackendarg:{library}.{class_name}",
             WARNING,

@@ -47,7 +47,7 @@ class _TransportPlan(InitPlan):
 
     def __init__(self, init: Callable[..., None], label: str) -> None:
         super().__init__(init, label)
-        names = self.signature.parameters
+        names = self.names
         self.takes_retries = "retries" in names
         self.takes_options = "socket_options" in names
         #: Keyword names a call may use and still take the fast path (what ``Client()`` does).

@@ -18,12 +18,11 @@ ends in the ``MaxRetryError`` requests turns into the exception it raises today.
 from __future__ import annotations
 
 import functools
-import inspect
 from typing import TYPE_CHECKING, Any, Callable
 
 from keepalive_patch import sockopts
 from keepalive_patch._log import INFO, WARNING, log_once
-from keepalive_patch._wrapping import InitPlan, Patcher, class_to_patch
+from keepalive_patch._wrapping import InitPlan, Patcher, class_to_patch, parameter_names
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -68,11 +67,8 @@ class _AdapterPlan(InitPlan):
 def _plan_or_none(init: Callable[..., None], label: str, retry_class: Any) -> _AdapterPlan | None:
     """The plan for ``HTTPAdapter.__init__``, or ``None`` (said once) if this requests or its
     urllib3 lacks what the plan needs."""
-    try:
-        takes = set(inspect.signature(retry_class).parameters)
-        parameters = set(inspect.signature(init).parameters)
-    except (TypeError, ValueError):
-        takes, parameters = set(), set()
+    takes = parameter_names(getattr(retry_class, "__init__", None))
+    parameters = parameter_names(init)
     missing = [name for name in (*RETRY_KEYWORDS, RETRY_AFTER) if name not in takes]
     if "max_retries" not in parameters:
         missing.append(f"{label}(max_retries=)")
