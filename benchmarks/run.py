@@ -1,6 +1,6 @@
 """What keepalive-patch costs: patched vs unpatched, measured in the same run, as ratios.
 
-    python benchmarks/run.py            # full run (~3 min); --quick for a smoke run (~40 s)
+    python benchmarks/run.py            # full run (~12 min); --quick for a smoke run
 
 Every number is a median over repeated fresh interpreters (or over many operations inside a few
 fresh interpreters), patched and unpatched runs interleaved so drift hits both alike.  The
