@@ -2,14 +2,14 @@
 
 ``import keepalive_patch`` is enough: from then on every transport, connection pool and connector
 of the libraries in ``integrations.WATCHED`` gets keepalive socket options (and httpx transports
-``retries=1``) unless the caller set them.  At interpreter start only this module, ``_hooks``
-and the registry ``integrations`` are loaded; the rest, and wrapt, follow the HTTP libraries
-into the process.
+``retries=1``) unless the caller set them.  At interpreter start only this module and
+``integrations`` (the registry and its import hook) are loaded; the rest, and wrapt, follow the
+HTTP libraries into the process.
 """
 
 import os
 
-from keepalive_patch import _hooks, integrations
+from keepalive_patch import integrations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ def apply(
         return False
     if skip is not None:
         integrations.unpatch_all()  # patched again below, but for what is skipped now
-    _hooks.install(integrations.patch_imported, integrations.watched_modules())
+    integrations.install(integrations.patch_imported, integrations.watched_modules())
     return True
 
 
@@ -82,14 +82,14 @@ def remove() -> None:
     """Undo ``apply()``: restore the original methods and stop watching imports."""
     from keepalive_patch import config
 
-    _hooks.uninstall()
+    integrations.uninstall()
     integrations.unpatch_all()
     config.set_explicit({})
 
 
 def is_applied() -> bool:
     """True between ``apply()`` (or ``import keepalive_patch``) and ``remove()``."""
-    return _hooks.is_installed()
+    return integrations.is_installed()
 
 
 def settings() -> "Settings":
@@ -107,4 +107,4 @@ def socket_options() -> "list[SocketOption]":
 
 
 if not _disabled():
-    _hooks.install(integrations.patch_imported, integrations.watched_modules())
+    integrations.install(integrations.patch_imported, integrations.watched_modules())

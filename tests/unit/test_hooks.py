@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 
-from keepalive_patch import _hooks as hooks
+from keepalive_patch import integrations as hooks
 
 
 @pytest.fixture
