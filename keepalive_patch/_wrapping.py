@@ -27,8 +27,11 @@ if TYPE_CHECKING:
 Wrapper = Callable[[Callable[..., Any], Any, "tuple[Any, ...]", "dict[str, Any]"], Any]
 
 
-#: A call's positional and keyword arguments, as they are passed on.
-Call = Tuple[Tuple[Any, ...], Dict[str, Any]]  # noqa: UP006
+#: A rewritten call: its positional and keyword arguments as passed on, and all of them by name.
+#: ``inspect.CO_VARARGS`` / ``CO_VARKEYWORDS``, without importing ``inspect``.
+CO_VARARGS, CO_VARKEYWORDS = 0x04, 0x08
+
+Call = Tuple[Tuple[Any, ...], Dict[str, Any], Dict[str, Any]]  # noqa: UP006
 
 
 class InitPlan:
@@ -78,17 +81,23 @@ class InitPlan:
         arguments do not fit the signature: the library raises its own error then)."""
         if not args and self._required <= kwargs.keys() <= self._keywords:
             arguments = dict(kwargs)
-            return ((), arguments) if self.adjust(arguments) else None
+            return ((), arguments, arguments) if self.adjust(arguments) else None
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError:
             return None
-        return (bound.args, bound.kwargs) if self.adjust(bound.arguments) else None
+        if not self.adjust(bound.arguments):
+            return None
+        return bound.args, bound.kwargs, dict(bound.arguments)
 
     def call(
-        self, wrapped: Callable[..., None], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        wrapped: Callable[..., None],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        arguments: dict[str, Any],
     ) -> None:
-        """Call the original with the rewritten arguments."""
+        """Call the original with the rewritten arguments (``arguments``: the same, by name)."""
         wrapped(*args, **kwargs)
 
 
@@ -122,8 +131,8 @@ def _plain_shape(
     required = positional[: len(positional) - defaults] + tuple(
         name for name in keyword_only if name not in kwdefaults
     )
-    varargs = bool(code.co_flags & inspect_flags.VARARGS)
-    varkeywords = bool(code.co_flags & inspect_flags.VARKEYWORDS)
+    varargs = bool(code.co_flags & CO_VARARGS)
+    varkeywords = bool(code.co_flags & CO_VARKEYWORDS)
     return (
         frozenset(positional + keyword_only),
         frozenset(by_keyword),
@@ -137,15 +146,19 @@ def _inspected_shape(
 ) -> tuple[frozenset[str], frozenset[str], frozenset[str], bool]:
     """``_plain_shape`` for what only ``inspect`` can read."""
     parameters = list(signature.parameters.values())
-    kinds = [parameter.kind for parameter in parameters]
     named = [p for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     by_keyword = [p for p in named if p.kind is not p.POSITIONAL_ONLY]
     return (
         frozenset(p.name for p in named),
         frozenset(p.name for p in by_keyword),
         frozenset(p.name for p in by_keyword if p.default is p.empty),
-        bool(parameters) and not named and len(kinds) == 2,
+        len(parameters) == 2 and not named,  # ``(*args, **kwargs)``
     )
+
+
+def fixed(wrapper: Wrapper) -> Callable[[Any], Wrapper]:
+    """A ``make_wrapper`` for ``Patcher.wrap`` that gives ``wrapper`` whatever the original."""
+    return lambda original: wrapper
 
 
 def parameter_names(function: Any) -> frozenset[str]:
@@ -159,11 +172,6 @@ def parameter_names(function: Any) -> frozenset[str]:
         return frozenset(inspect.signature(function).parameters)
     except (TypeError, ValueError):
         return frozenset()
-
-
-class inspect_flags:
-    VARARGS = 0x04
-    VARKEYWORDS = 0x08
 
 
 def init_wrapper(plan: InitPlan) -> Wrapper:

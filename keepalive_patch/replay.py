@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from keepalive_patch import config
 from keepalive_patch._log import INFO, WARNING, log_once, logger
-from keepalive_patch._wrapping import Patcher
+from keepalive_patch._wrapping import Patcher, fixed
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -276,11 +276,6 @@ def _pool_code(module: ModuleType) -> frozenset[Any]:
     return frozenset(codes)
 
 
-def _given(wrapper: Wrapper) -> Callable[[Any], Wrapper]:
-    """The ``make_wrapper`` for ``Patcher.wrap``: the same wrapper whatever the original."""
-    return lambda original: wrapper
-
-
 def supported(module: ModuleType) -> bool:
     """httpcore >= 1.0 and httpcore2: a pool sending a request again first drops the closed
     connections.  httpcore 0.16 / 0.17 keep a closed connection in the pool for good."""
@@ -327,7 +322,7 @@ def patch(module: ModuleType) -> None:
     for cls, attribute in connections:
         if isinstance(cls, type):  # without h2, HTTP2Connection is a stand-in: not wrapped
             make = _async_connection if "async" in attribute else _sync_connection
-            _patcher.wrap(cls, attribute, _given(make(errors, pools)))
+            _patcher.wrap(cls, attribute, fixed(make(errors, pools)))
     log_once(
         "replay:patched:" + library,
         INFO,

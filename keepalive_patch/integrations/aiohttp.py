@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from keepalive_patch import sockopts
 from keepalive_patch._log import INFO, WARNING, log_once
-from keepalive_patch._wrapping import InitPlan, Patcher, Wrapper, class_to_patch
+from keepalive_patch._wrapping import InitPlan, Patcher, Wrapper, class_to_patch, parameter_names
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Sequence
@@ -134,10 +134,7 @@ def _connect_wrapper(original: Any) -> Wrapper:
 def takes_socket_factory(connector_class: type) -> bool:
     """Whether this aiohttp's ``TCPConnector`` takes ``socket_factory`` (aiohttp >= 3.12)."""
     init = connector_class.__dict__.get("__init__")
-    try:
-        return "socket_factory" in inspect.signature(init).parameters  # type: ignore[arg-type]
-    except (TypeError, ValueError):  # no __init__ of its own, or one inspect cannot read
-        return False
+    return init is not None and "socket_factory" in parameter_names(init)
 
 
 def patch(module: ModuleType) -> None:

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from keepalive_patch import config, sockopts
 from keepalive_patch._log import INFO, WARNING, log_once
-from keepalive_patch._wrapping import CallerError, InitPlan, Patcher, class_to_patch
+from keepalive_patch._wrapping import (
+    CallerError,
+    InitPlan,
+    Patcher,
+    class_to_patch,
+    parameter_names,
+)
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -97,10 +103,13 @@ class _TransportPlan(InitPlan):
         return True
 
     def call(
-        self, wrapped: Callable[..., None], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        wrapped: Callable[..., None],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        arguments: dict[str, Any],
     ) -> None:
         """Build the transport; one with a proxy pool sees our arguments (the hand-off above)."""
-        arguments = kwargs if not args else self.signature.bind(*args, **kwargs).arguments
         if arguments.get("proxy") is None:
             wrapped(*args, **kwargs)
             return
@@ -140,10 +149,7 @@ def unpatch() -> None:
 
 def takes_socket_options(module: ModuleType) -> bool:
     """Whether ``module``'s transports can carry keepalive options at all (httpx >= 0.25)."""
-    import inspect
-
-    init = getattr(module.HTTPTransport.__init__, "__wrapped__", module.HTTPTransport.__init__)
-    return "socket_options" in inspect.signature(init).parameters
+    return "socket_options" in parameter_names(module.HTTPTransport.__init__)
 
 
 def original_init(cls: type) -> Any:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from keepalive_patch import sockopts
 from keepalive_patch._log import INFO, WARNING, log_once
-from keepalive_patch._wrapping import CallerError, Patcher, Wrapper, class_to_patch
+from keepalive_patch._wrapping import CallerError, Patcher, class_to_patch, fixed
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -99,15 +99,11 @@ def _merged(given: list[Any] | tuple[Any, ...]) -> list[Any] | None:
     return list(found)
 
 
-def _wrapper_for(original: Any) -> Wrapper:
-    return _add_keepalive
-
-
 def patch(module: ModuleType) -> None:
     """Wrap ``HTTPConnection.__init__`` of an imported ``urllib3.connection``, once."""
     cls = class_to_patch(module, "HTTPConnection", "urllib3 connections get no keepalive options")
     if cls is not None:
-        _patcher.wrap(cls, "__init__", _wrapper_for)
+        _patcher.wrap(cls, "__init__", fixed(_add_keepalive))
         name = module.__name__
         log_once("patched:" + name, INFO, "keepalive-patch applied to %s", name)
 
