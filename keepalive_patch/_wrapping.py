@@ -90,14 +90,9 @@ class InitPlan:
             return None
         return bound.args, bound.kwargs, dict(bound.arguments)
 
-    def call(
-        self,
-        wrapped: Callable[..., None],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        arguments: dict[str, Any],
-    ) -> None:
-        """Call the original with the rewritten arguments (``arguments``: the same, by name)."""
+    def call(self, wrapped: Callable[..., None], call: Call) -> None:
+        """Call the original with the rewritten arguments, ``call`` as ``rewrite`` made it."""
+        args, kwargs, _ = call
         wrapped(*args, **kwargs)
 
 
@@ -201,7 +196,7 @@ def init_wrapper(plan: InitPlan) -> Wrapper:
             return wrapped(*args, **kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
-        return plan.call(wrapped, *call)
+        return plan.call(wrapped, call)
 
     return keepalive_init
 

@@ -13,15 +13,9 @@ import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
-from keepalive_patch import config, sockopts
+from keepalive_patch import _wrapping, config, sockopts
 from keepalive_patch._log import INFO, WARNING, log_once
-from keepalive_patch._wrapping import (
-    CallerError,
-    InitPlan,
-    Patcher,
-    class_to_patch,
-    parameter_names,
-)
+from keepalive_patch._wrapping import Call, CallerError, InitPlan, Patcher, class_to_patch
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -102,14 +96,9 @@ class _TransportPlan(InitPlan):
                 arguments["socket_options"] = _merge_callers(given, state)
         return True
 
-    def call(
-        self,
-        wrapped: Callable[..., None],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        arguments: dict[str, Any],
-    ) -> None:
+    def call(self, wrapped: Callable[..., None], call: Call) -> None:
         """Build the transport; one with a proxy pool sees our arguments (the hand-off above)."""
+        args, kwargs, arguments = call
         if arguments.get("proxy") is None:
             wrapped(*args, **kwargs)
             return
@@ -149,7 +138,7 @@ def unpatch() -> None:
 
 def takes_socket_options(module: ModuleType) -> bool:
     """Whether ``module``'s transports can carry keepalive options at all (httpx >= 0.25)."""
-    return "socket_options" in parameter_names(module.HTTPTransport.__init__)
+    return "socket_options" in _wrapping.parameter_names(module.HTTPTransport.__init__)
 
 
 def original_init(cls: type) -> Any:
