@@ -157,20 +157,20 @@ class Names(Setting):
         return "NAMES"
 
     def bounds(self) -> str:
-        from keepalive_patch import integrations
+        import keepalive_patch
 
-        return ", ".join(integrations.known_names())
+        return ", ".join(keepalive_patch.known_names())
 
     def parse(self, text: str) -> frozenset[str]:
         return self.check([name.strip() for name in text.split(",")])
 
     def check(self, value: object) -> frozenset[str]:
-        from keepalive_patch import integrations
+        import keepalive_patch
 
         if isinstance(value, str) or not all(isinstance(item, str) for item in value):  # type: ignore[attr-defined]
             raise ValueError(f"{self.name} must be a collection of names, got {value!r}")
         names = frozenset(item.strip().lower() for item in value if item.strip())  # type: ignore[attr-defined]
-        known = names.intersection(integrations.known_names())
+        known = names.intersection(keepalive_patch.known_names())
         if names - known:
             log_once(
                 f"unknown:{self.name}:{','.join(sorted(names - known))}",

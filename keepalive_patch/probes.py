@@ -55,7 +55,7 @@ class Probe:
 
 def available() -> list[Probe]:
     """The probes to run here: registered integrations, installed libraries."""
-    from keepalive_patch import integrations
+    from keepalive_patch import WATCHED
 
     probes = []
     for name in ("httpx", "httpx2"):
@@ -65,9 +65,7 @@ def available() -> list[Probe]:
     probes.append(Probe("urllib3", "sync", "urllib3", _urllib3))
     probes.append(Probe("aiohttp", "async", "aiohttp", _aiohttp))
     return [
-        probe
-        for probe in probes
-        if probe.integration in integrations.WATCHED and _importable(probe.library)
+        probe for probe in probes if probe.integration in WATCHED and _importable(probe.library)
     ]
 
 

@@ -188,7 +188,7 @@ def _env(hook: bool, extra: dict[str, str] | None = None) -> dict[str, str]:
 def _integrated(lib: str) -> bool:
     """Whether this keepalive_patch has an integration that watches ``lib``."""
     try:
-        from keepalive_patch.integrations import WATCHED
+        from keepalive_patch import WATCHED
     except ImportError:
         return False
     return any(

@@ -22,7 +22,7 @@ from support.procs import clean_env, run_python
 from support.servers import serving
 
 import keepalive_patch
-from keepalive_patch import check, config, integrations
+from keepalive_patch import WATCHED, check, config
 
 CHECK = [sys.executable, "-m", "keepalive_patch", "check"]
 LIBS = installed_libraries()
@@ -35,7 +35,7 @@ ALL_CONNECTIONS = [(lib.__name__, mode) for lib in LIBS for mode in ("sync", "as
         ("urllib3", "sync", "urllib3"),
         ("aiohttp", "async", "aiohttp"),
     )
-    if integration in integrations.WATCHED and importlib.util.find_spec(name) is not None
+    if integration in WATCHED and importlib.util.find_spec(name) is not None
 ]
 #: Installed libraries whose transports take no socket_options (httpx 0.23 / 0.24).
 RETRIES_ONLY = {lib.__name__: version_of(lib) for lib in LIBS if not takes_socket_options(lib)}

@@ -29,7 +29,7 @@ import pytest
 from support.libs import LIBRARIES
 from support.procs import assert_patched, assert_unpatched, run_script
 
-from keepalive_patch.integrations import WATCHED
+from keepalive_patch import WATCHED
 
 INSTALLED = [name for name in LIBRARIES if importlib.util.find_spec(name) is not None]
 

@@ -1,6 +1,6 @@
 """When each integration module is loaded: after its library, never at ``import keepalive_patch``.
 
-Usage: ``integration_lazy.py MODULE``, a module some integration watches (``integrations.WATCHED``).
+Usage: ``integration_lazy.py MODULE``, a module in ``keepalive_patch.WATCHED``.
 Prints JSON: the integration modules loaded right after ``import keepalive_patch`` (``idle``)
 and right after ``import MODULE`` (``after``), and whether that import loaded wrapt (``wrapt``:
 it should wait for the first client built).

@@ -36,7 +36,7 @@ CONNECTIONS = sorted(
 )
 #: Where the test's dependencies (httpx, httpx2, wrapt...) live, for throwaway environments.
 DEPENDENCIES = sysconfig.get_paths()["purelib"]
-#: What the start-up path (``keepalive_patch``, ``integrations``) must never import
+#: What the start-up path (``keepalive_patch`` alone) must never import
 #: (principle 3, "cost nothing when idle"): the HTTP libraries we patch, wrapt, and the standard
 #: modules that cost milliseconds to import.  Every fresh-interpreter test judges start-up by this.
 HEAVY = (

@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 
-from keepalive_patch import integrations as hooks
+import keepalive_patch as hooks
 
 
 @pytest.fixture
@@ -154,11 +154,11 @@ def test_failing_module_body_raises_its_own_error(
 
 def test_install_runs_callback_for_already_imported() -> None:
     seen: list[ModuleType] = []
-    hooks.uninstall()
+    hooks._uninstall()
     try:
-        hooks.install(seen.append, names=("json",))
+        hooks._install(seen.append, names=("json",))
         import json
 
         assert seen == [json]
     finally:
-        hooks.uninstall()
+        hooks._uninstall()
