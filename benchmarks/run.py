@@ -17,6 +17,8 @@ import contextlib
 import json
 import os
 import platform
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -176,6 +178,53 @@ def paired_workload(python: str, args: list[str], processes: int) -> tuple[float
     return statistics.median(base), statistics.median(patched)
 
 
+def alternating_workload(python: str, args: list[str], processes: int) -> tuple[float, float]:
+    """Medians of per-operation times over ``processes`` interpreters, each alternating the
+    hook off and on itself (``workloads.alternating``)."""
+    sides: dict[str, list[float]] = {"base": [], "patched": []}
+    for _ in range(processes):
+        out = subprocess.run(
+            [python, str(HERE / "workloads.py"), *args],
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+            cwd=NEUTRAL_CWD,
+        )
+        for side, times in json.loads(out.stdout).items():
+            sides[side].extend(times)
+    return statistics.median(sides["base"]), statistics.median(sides["patched"])
+
+
+def instructions(argv: list[str], env: dict[str, str]) -> int:
+    """Instructions one child executes, counted by valgrind's callgrind: no timing noise at
+    all (with ``PYTHONHASHSEED=0`` the same run counts the same to a few hundred)."""
+    done = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
+        env={**env, "PYTHONHASHSEED": "0"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=1800,
+        cwd=NEUTRAL_CWD,
+    )
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if found is None:
+        raise RuntimeError(f"no instruction count from callgrind: {done.stderr[-500:]}")
+    return int(found.group(1))
+
+
+def per_operation(python: str, args: list[str], count: int, hook: bool = False) -> float:
+    """Instructions of one operation of a workload: its run with ``count`` operations less its
+    run with none (the same start, imports and warm-up), over ``count``."""
+    argv = [python, str(HERE / "workloads.py")]
+    flag = ["--hook"] if hook else []
+    with_ops = instructions([*argv, args[0], args[1], str(count), *args[2:], *flag], clean_env())
+    without = instructions([*argv, args[0], args[1], "0", *args[2:], *flag], clean_env())
+    return (with_ops - without) / count
+
+
 @contextlib.contextmanager
 def loopback_server(python: str) -> Iterator[int]:
     with running([python, str(HERE / "loopback_server.py")], clean_env()) as port:
@@ -302,6 +351,47 @@ def race_rows(lib: str, runs: dict[str, dict[str, Any]]) -> list[tuple[str, str,
     ]
 
 
+def instruction_rows(python: str, quick: bool) -> list[tuple[str, str, str, str, str]]:
+    """The deterministic companions of the timed rows that sit closest to their goals."""
+    rows: list[tuple[str, str, str, str, str]] = []
+
+    def add(name: str, base: float, patched: float, goal: str) -> None:
+        rows.append((name, count_fmt(base), count_fmt(patched), f"{patched / base:.3f}x", goal))
+        log(f"  {name}: {count_fmt(base)} -> {count_fmt(patched)} ({patched / base:.3f}x)")
+
+    env = clean_env()
+    log("instruction counts (callgrind) ...")
+    bare = instructions([python, "-c", "pass"], env)
+    add("start: `-c 'import keepalive_patch'` vs `-c pass`",
+        bare, instructions([python, "-c", "import keepalive_patch"], env), "<= 1.05x")  # fmt: skip
+    with tempfile.TemporaryDirectory() as scratch:
+        for name, (base_run, patched_run) in entry_points(python, Path(scratch)).items():
+            add(f"start: {name}", instructions(*base_run), instructions(*patched_run), "<= 1.05x")
+    for lib in ("httpx", "requests", "aiohttp"):
+        add(f"process: `import {lib}`",
+            instructions([python, "-c", f"import {lib}"], env),
+            instructions([python, "-c", f"import keepalive_patch, {lib}"], env),
+            "<= 1.15x" if lib == "httpx" else "<= 1.05x")  # fmt: skip
+    shared = 200 if quick else 2000
+    workload = ["shared-context", "httpx"]
+    add("`httpx.HTTPTransport(verify=ctx)`, one shared SSL context, per build",
+        per_operation(python, workload, shared),
+        per_operation(python, workload, shared, hook=True), "<= 1.15x")  # fmt: skip
+    gets = 20 if quick else 200
+    with loopback_server(python) as port:
+        for lib in ("httpx", "requests", "aiohttp"):
+            base, patched = (
+                per_operation(python, ["gets", lib, str(port), side], gets)
+                for side in ("base", "patched")
+            )
+            add(f"{lib}: new connection + GET, loopback, per GET", base, patched, "<= 1.02x")
+    return rows
+
+
+def count_fmt(count: float) -> str:
+    return f"{count / 1e6:.2f}M" if count >= 1e6 else f"{count / 1e3:.1f}k"
+
+
 def machine(python: str) -> str:
     cpu = "unknown CPU"
     with contextlib.suppress(OSError):
@@ -335,6 +425,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
     parser.add_argument("--repeat", type=int, help="interpreter starts per measurement")
     parser.add_argument("--no-e2e", action="store_true", help="skip the dead-peer measurement")
+    parser.add_argument(
+        "--no-instructions", action="store_true", help="skip the callgrind instruction counts"
+    )
     args = parser.parse_args()
     starts = args.repeat or (10 if args.quick else 100)
     processes = 3 if args.quick else 9
@@ -398,15 +491,11 @@ def main() -> None:
         add(f"`{lib}.HTTPTransport(verify=ctx)`, one shared SSL context", base, patched, "<= 1.15x")
 
     with loopback_server(python) as port:
-        for lib in ("httpx", "httpx2"):
-            log(f"{lib} new connection + request on loopback ({processes} x {ops}) ...")
-            base, patched = paired_workload(
-                python, ["request", lib, str(ops), str(port)], processes
+        for lib in ("httpx", "httpx2", "requests", "aiohttp"):
+            log(f"{lib}: new connection + GET on loopback ({processes} x {ops} a side) ...")
+            base, patched = alternating_workload(
+                python, ["gets", lib, str(ops), str(port)], processes
             )
-            add(f"{lib}: new connection + GET, loopback", base, patched, "<= 1.02x")
-        for lib, name in (("requests", "session-get"), ("aiohttp", "request")):
-            log(f"{lib} new connection + request on loopback ({processes} x {ops}) ...")
-            base, patched = paired_workload(python, [name, lib, str(ops), str(port)], processes)
             add(f"{lib}: new connection + GET, loopback", base, patched, "<= 1.02x")
 
     for lib in ("httpx", "httpx2"):
@@ -430,12 +519,25 @@ def main() -> None:
                 )
             )
 
+    counted = []
+    if not args.no_instructions and shutil.which("valgrind"):
+        counted = instruction_rows(python, args.quick)
+    elif not args.no_instructions:
+        log("valgrind is not on PATH: no instruction counts")
+
     print(f"\nMachine: {machine(python)}")
     print(f"Command: python benchmarks/run.py{' --quick' if args.quick else ''}\n")
     print("| measurement (median) | unpatched | patched | ratio | goal |")
     print("|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
+    if counted:
+        print("\nInstructions executed (valgrind callgrind, PYTHONHASHSEED=0; per operation: a")
+        print("run with N operations less one with none, over N):\n")
+        print("| measurement | unpatched | patched | ratio | goal |")
+        print("|---|---|---|---|---|")
+        for row in counted:
+            print("| " + " | ".join(row) + " |")
 
 
 if __name__ == "__main__":

@@ -2,14 +2,19 @@
 
 Each prints one JSON line: per-operation times in seconds.  The hook is on only when
 ``--hook`` is given: then ``keepalive_patch`` is imported first, as an application would.
+``gets`` is the exception: it imports the hook and prints ``{"base": [...], "patched": [...]}``,
+the two sides measured alternately in the same process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import sys
 import time
+from collections.abc import Iterator
+from typing import Any, Callable
 
 
 def transports(lib_name: str, count: int) -> list[float]:
@@ -42,76 +47,114 @@ def shared_context(lib_name: str, count: int) -> list[float]:
     return times
 
 
-def requests(lib_name: str, count: int, port: int) -> list[float]:
-    """Time one request on a new connection each (the server answers ``Connection: close``)."""
-    lib = importlib.import_module(lib_name)
-    url = f"http://127.0.0.1:{port}/"
-    times = []
-    with lib.Client() as client:
-        client.get(url)  # warm up: first-use costs (probe, imports) are not per-connection costs
-        for _ in range(count):
-            start = time.perf_counter()
-            client.get(url).raise_for_status()
-            times.append(time.perf_counter() - start)
+#: GETs per batch: batches alternate between the hook off and on (see ``alternating``).
+BATCH = 10
+
+#: A library's GET workload: open a client (a context manager), and time one GET on it.
+Opener = Callable[[], Any]
+TimedGet = Callable[[Any], float]
+
+
+def alternating(
+    open_client: Opener, timed_get: TimedGet, count: int, only: str | None = None
+) -> dict[str, list[float]]:
+    """Per-GET times with the hook off (``remove()``) and on (``apply()``), switched batch by
+    batch in this one process (ABBA order), each side on a client built in its own state.
+
+    Within one process the two sides share everything but the hook (CPU frequency, caches,
+    where the allocator stands); across processes those alone moved medians by +-8 % here.
+    Every GET opens a new connection (the server answers ``Connection: close``).  ``only``
+    runs one side after the warm-up (for counting instructions, ``run.py``).
+    """
+    import keepalive_patch
+
+    def switch(side: str) -> None:
+        if (side == "patched") != keepalive_patch.is_applied():
+            if side == "patched":
+                keepalive_patch.apply()
+            else:
+                keepalive_patch.remove()
+
+    times: dict[str, list[float]] = {"base": [], "patched": []}
+    with contextlib.ExitStack() as stack:
+        clients = {}
+        for side in times:  # warm up: first-use costs (probe, wrapt import) are not per GET
+            switch(side)
+            clients[side] = stack.enter_context(open_client())
+            timed_get(clients[side])
+        for i in range(count // BATCH):
+            for side in ("base", "patched") if i % 2 == 0 else ("patched", "base"):
+                if only in (None, side):
+                    switch(side)
+                    times[side].extend(timed_get(clients[side]) for _ in range(BATCH))
     return times
 
 
-def session_gets(lib_name: str, count: int, port: int) -> list[float]:
-    """Time ``requests.Session().get`` on a new connection each (``Connection: close``): urllib3
-    builds an ``HTTPConnection`` (the shim merges its options) and sets them on the socket."""
+def sync_gets(lib_name: str, port: int) -> tuple[Opener, TimedGet]:
+    """httpx / httpx2 ``Client`` and ``requests.Session``: the shim's options are set on every
+    socket the transport (urllib3's ``HTTPConnection``, for requests) opens."""
     lib = importlib.import_module(lib_name)
     url = f"http://127.0.0.1:{port}/"
-    times = []
-    with lib.Session() as session:
-        session.get(url)  # warm up, as above
-        for _ in range(count):
-            start = time.perf_counter()
-            session.get(url).raise_for_status()
-            times.append(time.perf_counter() - start)
-    return times
+
+    def timed_get(client: Any) -> float:
+        start = time.perf_counter()
+        client.get(url).raise_for_status()
+        return time.perf_counter() - start
+
+    return getattr(lib, "Session", None) or lib.Client, timed_get
 
 
-def aiohttp_requests(count: int, port: int) -> list[float]:
-    """``requests`` for aiohttp: one ``ClientSession`` (default ``TCPConnector``), a new
-    connection per GET (the server answers ``Connection: close``), timed inside one loop."""
+def aiohttp_gets(lib_name: str, port: int) -> tuple[Opener, TimedGet]:
+    """``sync_gets`` for aiohttp: ``ClientSession`` (default ``TCPConnector``) on one event
+    loop, each GET timed inside it."""
     import asyncio
 
-    import aiohttp
-
+    lib = importlib.import_module(lib_name)
     url = f"http://127.0.0.1:{port}/"
+    loop = asyncio.new_event_loop()
 
-    async def run() -> list[float]:
-        times = []
-        async with aiohttp.ClientSession() as session:
-            async with session.get(url) as response:  # warm up, as in ``requests``
-                await response.read()
-            for _ in range(count):
-                start = time.perf_counter()
-                async with session.get(url) as response:
-                    await response.read()
-                    response.raise_for_status()
-                times.append(time.perf_counter() - start)
-        return times
+    @contextlib.contextmanager
+    def open_client() -> Iterator[Any]:
+        session = loop.run_until_complete(_started(lib.ClientSession))
+        try:
+            yield session
+        finally:
+            loop.run_until_complete(session.close())
 
-    return asyncio.run(run())
+    async def get(session: Any) -> float:
+        start = time.perf_counter()
+        async with session.get(url) as response:
+            await response.read()
+            response.raise_for_status()
+        return time.perf_counter() - start
+
+    return open_client, lambda session: loop.run_until_complete(get(session))
+
+
+async def _started(factory: Callable[[], Any]) -> Any:
+    """``factory()`` called inside the running loop (aiohttp wants one)."""
+    return factory()
+
+
+GETS = {"httpx": sync_gets, "httpx2": sync_gets, "requests": sync_gets, "aiohttp": aiohttp_gets}
 
 
 def main() -> None:
     args = sys.argv[1:]
-    if "--hook" in args:
-        args.remove("--hook")
+    if "--hook" in args or args[0] == "gets":  # ``gets`` switches it off and on itself
+        if "--hook" in args:
+            args.remove("--hook")
         import keepalive_patch  # noqa: F401
     name, lib_name, count = args[0], args[1], int(args[2])
     if name == "transport":
         times = transports(lib_name, count)
     elif name == "shared-context":
         times = shared_context(lib_name, count)
-    elif name == "request" and lib_name == "aiohttp":
-        times = aiohttp_requests(count, int(args[3]))
-    elif name == "request":
-        times = requests(lib_name, count, int(args[3]))
-    elif name == "session-get":  # requests
-        times = session_gets(lib_name, count, int(args[3]))
+    elif name == "gets":
+        only = args[4] if len(args) > 4 else None
+        open_client, timed_get = GETS[lib_name](lib_name, int(args[3]))
+        print(json.dumps(alternating(open_client, timed_get, count, only)))
+        return
     else:
         raise SystemExit(f"unknown workload {name!r}")
     print(json.dumps(times))
