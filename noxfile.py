@@ -45,33 +45,55 @@ URLLIB3 = {"1": "urllib3>=1.26,<2", "2": "urllib3>=2,<3"}
 #: before socket_factory, and the newest each Python gets.
 AIOHTTP = {"3.9": "aiohttp==3.9.0", "3.11": "aiohttp>=3.11,<3.12", "new": "aiohttp>=3.12"}
 
-#: (python, httpx, wrapt major, urllib3 major, aiohttp)
-FULL = [
-    ("3.9", "0.23.3", "1", "1", "3.9"),
-    ("3.9", "0.24.1", "2", "1", "new"),
-    ("3.9", "0.25.2", "1", "1", "3.11"),
-    ("3.9", "0.27.2", "2", "1", "new"),
-    ("3.9", "0.28.1", "1", "1", "3.9"),
-    ("3.13", "0.23.3", "2", "2", "new"),
-    ("3.13", "0.24.1", "1", "1", "3.11"),
-    ("3.13", "0.25.2", "2", "1", "new"),
-    ("3.13", "0.27.2", "1", "2", "3.11"),
-    ("3.13", "0.28.1", "2", "1", "new"),
-    ("3.10", "0.28.1", "2", "2", "3.9"),
-    ("3.11", "0.28.1", "1", "1", "new"),
-    ("3.12", "0.28.1", "2", "2", "3.11"),
-]
+Combo = tuple[str, str, str, str, str]
+COLUMNS = ("python", "httpx", "wrapt", "urllib3", "aiohttp")
+
+
+def _table(text: str) -> list[Combo]:
+    """The combinations in ``text``: a ``COLUMNS`` header, then one combination a line, aligned
+    (easier to read down a column than rows of quoted tuples).  wrapt and urllib3 are majors,
+    keys of ``WRAPT`` / ``URLLIB3``; aiohttp is a key of ``AIOHTTP``."""
+    header, *lines = text.strip().splitlines()
+    if tuple(header.split()) != COLUMNS:
+        raise ValueError(f"a matrix table starts with the header {' '.join(COLUMNS)}: {header!r}")
+    combos = []
+    for line in lines:
+        python, httpx, wrapt, urllib3, aiohttp = line.split()
+        combos.append((python, httpx, wrapt, urllib3, aiohttp))
+    return combos
+
+
+#: The covering set (``nox -s full``).
+FULL = _table(
+    """
+    python  httpx   wrapt  urllib3  aiohttp
+    3.9     0.23.3  1      1        3.9
+    3.9     0.24.1  2      1        new
+    3.9     0.25.2  1      1        3.11
+    3.9     0.27.2  2      1        new
+    3.9     0.28.1  1      1        3.9
+    3.13    0.23.3  2      2        new
+    3.13    0.24.1  1      1        3.11
+    3.13    0.25.2  2      1        new
+    3.13    0.27.2  1      2        3.11
+    3.13    0.28.1  2      1        new
+    3.10    0.28.1  2      2        3.9
+    3.11    0.28.1  1      1        new
+    3.12    0.28.1  2      2        3.11
+    """
+)
 #: What CI adds to its own run (newest of everything on its default Python): the oldest
 #: stack (httpcore 0.16, retries only; urllib3 1.26; aiohttp 3.9.0), httpx 0.24 on httpcore
 #: 0.17 with the last aiohttp before socket_factory, and the first httpx with socket_options on
 #: the newest Python with urllib3 1.26 and the newest aiohttp.
-CI = [
-    ("3.9", "0.23.3", "1", "1", "3.9"),
-    ("3.12", "0.24.1", "2", "2", "3.11"),
-    ("3.13", "0.25.2", "1", "1", "new"),
-]
-
-Combo = tuple[str, str, str, str, str]
+CI = _table(
+    """
+    python  httpx   wrapt  urllib3  aiohttp
+    3.9     0.23.3  1      1        3.9
+    3.12    0.24.1  2      2        3.11
+    3.13    0.25.2  1      1        new
+    """
+)
 
 
 def _ids(combos: list[Combo]) -> list[str]:

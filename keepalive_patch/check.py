@@ -22,6 +22,7 @@ import json
 import logging
 import platform
 import socket
+import socketserver
 import sys
 import threading
 import time
@@ -318,7 +319,7 @@ def _connect_all(
     probes = available()
     if url is not None:
         return url, _within(timeout, probes, url, True, expected, err)
-    with _loopback_server() as loopback_url:
+    with loopback_server() as loopback_url:
         connections = _within(timeout, probes, loopback_url, False, expected, None)
         return f"{loopback_url} (loopback server started by check)", connections
 
@@ -458,15 +459,28 @@ class _Server(http.server.ThreadingHTTPServer):
 
 
 @contextlib.contextmanager
-def _loopback_server() -> Iterator[str]:
-    server = _Server(("127.0.0.1", 0), _Handler)
+def serving(server: socketserver.BaseServer) -> Iterator[None]:
+    """``server`` answering on a daemon thread for the block, then shut down and closed.
+
+    Public for the test suite, which runs its loopback servers (TCP and Unix) the same way.
+    """
     thread = threading.Thread(
         target=server.serve_forever, name="keepalive-patch-check", daemon=True
     )
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
+        yield
     finally:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@contextlib.contextmanager
+def loopback_server(
+    handler: type[http.server.BaseHTTPRequestHandler] = _Handler,
+) -> Iterator[str]:
+    """An HTTP/1.1 server on 127.0.0.1 (check's answer, or ``handler``'s); yields its base URL."""
+    server = _Server(("127.0.0.1", 0), handler)
+    with serving(server):
+        yield f"http://127.0.0.1:{server.server_address[1]}/"

@@ -42,6 +42,9 @@ class Setting:
     """
 
     __slots__ = ("default", "help", "name", "unit")
+    #: What ``--help`` shows for the flag's value: a constant of each kind of setting
+    #: (``Integer`` sets its own: ``MS`` for milliseconds).
+    metavar = "N"
 
     def __init__(self, name: str, default: Any, help: str, unit: str = "") -> None:
         self.name = name
@@ -56,10 +59,6 @@ class Setting:
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
-
-    @property
-    def metavar(self) -> str:
-        return "N"
 
     def bounds(self) -> str:
         """The accepted values, for messages and README."""
@@ -83,7 +82,7 @@ class Setting:
 
 
 class Integer(Setting):
-    __slots__ = ("high", "low")
+    __slots__ = ("high", "low", "metavar")
 
     def __init__(
         self, name: str, default: int, help: str, unit: str, low: int, high: int = INT_MAX
@@ -91,10 +90,7 @@ class Integer(Setting):
         super().__init__(name, default, help, unit)
         self.low = low
         self.high = high
-
-    @property
-    def metavar(self) -> str:
-        return "MS" if self.unit == "ms" else "N"
+        self.metavar = "MS" if unit == "ms" else "N"
 
     def bounds(self) -> str:
         high = "2**31-1" if self.high == INT_MAX else str(self.high)
@@ -119,10 +115,7 @@ class Integer(Setting):
 
 class Switch(Setting):
     __slots__ = ()
-
-    @property
-    def metavar(self) -> str:
-        return "0|1"
+    metavar = "0|1"
 
     def bounds(self) -> str:
         return "/".join(ON_WORDS) + " or " + "/".join(OFF_WORDS)
@@ -151,10 +144,7 @@ class Names(Setting):
     """Comma-separated names; unknown ones are logged once and ignored, never an error."""
 
     __slots__ = ()
-
-    @property
-    def metavar(self) -> str:
-        return "NAMES"
+    metavar = "NAMES"
 
     def bounds(self) -> str:
         import keepalive_patch

@@ -225,42 +225,43 @@ def _replay(
         return False
 
 
-def _sync_connection(errors: Errors, pools: frozenset[Any]) -> Wrapper:
+def _connection_wrapper(errors: Errors, pools: frozenset[Any], is_async: bool) -> Wrapper:
+    """The wrapper of a connection's send (``handle_request`` or its async twin).
+
+    Both twins answer a failure the same way (``hand_back``); only the ``await`` is theirs.
+    """
+
+    def hand_back(
+        connection: object, exc: Exception, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        """Raise the library's ``ConnectionNotAvailable`` if the rule says replay; else return,
+        and the wrapper raises the library's own error as is."""
+        if _replay(errors, pools, connection, exc, args, kwargs):
+            raise errors.not_available() from exc
+
     def keepalive_replay(
-        wrapped: Callable[..., Any],
-        instance: object,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         try:
             response = wrapped(*args, **kwargs)
         except Exception as exc:
-            if _replay(errors, pools, instance, exc, args, kwargs):
-                raise errors.not_available() from exc
+            hand_back(instance, exc, args, kwargs)
             raise
         _mark_served(instance)
         return response
 
-    return keepalive_replay
-
-
-def _async_connection(errors: Errors, pools: frozenset[Any]) -> Wrapper:
-    async def keepalive_replay(
-        wrapped: Callable[..., Any],
-        instance: object,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+    async def async_keepalive_replay(
+        wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         try:
             response = await wrapped(*args, **kwargs)
         except Exception as exc:
-            if _replay(errors, pools, instance, exc, args, kwargs):
-                raise errors.not_available() from exc
+            hand_back(instance, exc, args, kwargs)
             raise
         _mark_served(instance)
         return response
 
-    return keepalive_replay
+    return async_keepalive_replay if is_async else keepalive_replay
 
 
 def _pool_code(module: ModuleType) -> frozenset[Any]:
@@ -321,8 +322,8 @@ def patch(module: ModuleType) -> None:
     pools = _pool_code(module)
     for cls, attribute in connections:
         if isinstance(cls, type):  # without h2, HTTP2Connection is a stand-in: not wrapped
-            make = _async_connection if "async" in attribute else _sync_connection
-            _patcher.wrap(cls, attribute, fixed(make(errors, pools)))
+            wrapper = _connection_wrapper(errors, pools, is_async="async" in attribute)
+            _patcher.wrap(cls, attribute, fixed(wrapper))
     log_once(
         "replay:patched:" + library,
         INFO,

@@ -5,11 +5,9 @@ Helpers live in ``tests/support/``; this file holds fixtures only.
 
 from __future__ import annotations
 
-import http.server
 import os
 import ssl
 import tempfile
-import threading
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -20,6 +18,7 @@ from support.servers import Handler, UnixHTTPServer
 
 import keepalive_patch
 from keepalive_patch import _log
+from keepalive_patch.check import loopback_server, serving
 
 #: The variables that would route a test's requests through a proxy from outside.
 PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
@@ -28,15 +27,8 @@ PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 @pytest.fixture(scope="session")
 def http_url() -> Iterator[str]:
     """A real HTTP server on 127.0.0.1; yields its base URL."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_server(Handler) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -44,14 +36,8 @@ def uds_path() -> Iterator[str]:
     """A real HTTP server on a Unix domain socket; yields the socket path."""
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "http.sock")
-        server = UnixHTTPServer(path, Handler)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
+        with serving(UnixHTTPServer(path, Handler)):
             yield path
-        finally:
-            server.shutdown()
-            server.server_close()
 
 
 @pytest.fixture(params=LIBRARIES)

@@ -83,42 +83,36 @@ class KeepaliveBackend:
         self._retries = retries
         self._retry_on = retry_on
 
-    def connect_tcp(
+    def connect_tcp(self, host: str, port: int, *args: Any, **kwargs: Any) -> Any:
+        """The inner backend's connect, tried again after each ``retry_on`` error while retries
+        are left, as httpcore's ``HTTPConnection`` does; the last try's error is the caller's."""
+        connect = self._connect_kwargs(*args, **kwargs)
+        for delay in self._retry_delays():
+            try:
+                return self._inner.connect_tcp(host, port, **connect)
+            except self._retry_on:
+                self._inner.sleep(delay)
+        return self._inner.connect_tcp(host, port, **connect)
+
+    def _connect_kwargs(
         self,
-        host: str,
-        port: int,
         timeout: float | None = None,
         local_address: str | None = None,
         socket_options: Any = None,
         **extra: Any,
-    ) -> Any:
-        kwargs = self._connect_kwargs(timeout, local_address, socket_options, extra)
-        delays = self._retry_delays()
-        while True:
-            try:
-                return self._inner.connect_tcp(host, port, **kwargs)
-            except self._retry_on:
-                delay = next(delays, None)
-                if delay is None:
-                    raise
-                self._inner.sleep(delay)
-
-    def _connect_kwargs(
-        self,
-        timeout: float | None,
-        local_address: str | None,
-        given: Any,
-        extra: dict[str, Any],
     ) -> dict[str, Any]:
-        """``connect_tcp`` keywords; options httpcore passed itself win per (level, optname)."""
+        """``connect_tcp``'s arguments after host and port, for both twins (as httpcore's backends
+        take them); options httpcore passed itself win per (level, optname)."""
         kwargs: dict[str, Any] = {"timeout": timeout, "local_address": local_address, **extra}
         ours = self._socket_options
-        if given is not None or ours:  # httpcore 0.16 backends take no socket_options at all
-            kwargs["socket_options"] = sockopts.merge(given, ours) if ours else given
+        if socket_options is not None or ours:  # httpcore 0.16 backends take none at all
+            kwargs["socket_options"] = (
+                sockopts.merge(socket_options, ours) if ours else socket_options
+            )
         return kwargs
 
     def _retry_delays(self) -> Iterator[float]:
-        """The pause before each retry this connect may still make."""
+        """The pause after each failed connect that is followed by another try."""
         return itertools.islice(backoff_delays(), self._retries)
 
     def __getattr__(self, name: str) -> Any:  # connect_unix_socket, sleep, anything newer
@@ -130,25 +124,14 @@ class KeepaliveBackend:
 class AsyncKeepaliveBackend(KeepaliveBackend):
     """The async twin of ``KeepaliveBackend`` (asyncio and trio, as the default backend picks)."""
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Any = None,
-        **extra: Any,
-    ) -> Any:
-        kwargs = self._connect_kwargs(timeout, local_address, socket_options, extra)
-        delays = self._retry_delays()
-        while True:
+    async def connect_tcp(self, host: str, port: int, *args: Any, **kwargs: Any) -> Any:
+        connect = self._connect_kwargs(*args, **kwargs)
+        for delay in self._retry_delays():
             try:
-                return await self._inner.connect_tcp(host, port, **kwargs)
+                return await self._inner.connect_tcp(host, port, **connect)
             except self._retry_on:
-                delay = next(delays, None)
-                if delay is None:
-                    raise
                 await self._inner.sleep(delay)
+        return await self._inner.connect_tcp(host, port, **connect)
 
 
 class _ProxyPlan(InitPlan):

@@ -20,6 +20,7 @@ import importlib
 import json
 import os
 import socket
+import socketserver
 import stat
 import struct
 import sys
@@ -54,26 +55,20 @@ def ready() -> None:
     emit({"t_go": time.monotonic()})
 
 
+class _Warm(socketserver.StreamRequestHandler):
+    """Reads a request's head and answers 204, closing the connection: a warm-up needs no more."""
+
+    def handle(self) -> None:
+        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+            pass
+        self.wfile.write(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+
+
 def warm_origin() -> str:
     """A loopback origin in this process (and namespace) that answers every request with 204."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-
-    def serve() -> None:
-        while True:
-            conn, _ = listener.accept()
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-                conn.sendall(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
-
-    threading.Thread(target=serve, daemon=True).start()
-    return f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    server = socketserver.TCPServer(("127.0.0.1", 0), _Warm)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}/"
 
 
 class Watcher:

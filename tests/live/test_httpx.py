@@ -444,21 +444,12 @@ class _Fake027:
 
 
 class _Fake024:
-    """httpx 0.24's transport signature: no socket_options parameter at all."""
+    """A transport with no socket_options parameter, as httpx < 0.25: only what the test below
+    passes or reads (``uds``, ``retries``).  0.24's whole signature is 0.27's less
+    ``socket_options`` (``_Fake027`` covers the positional order); the real 0.23 / 0.24 run in
+    the nox matrix (the ``retries_only_lib`` tests)."""
 
-    def __init__(
-        self,
-        verify: Any = True,
-        cert: Any = None,
-        http1: bool = True,
-        http2: bool = False,
-        limits: Any = None,
-        trust_env: bool = True,
-        proxy: Any = None,
-        uds: str | None = None,
-        local_address: str | None = None,
-        retries: int = 0,
-    ) -> None:
+    def __init__(self, uds: str | None = None, retries: int = 0) -> None:
         self.received = dict(locals())
         del self.received["self"]
 

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Protocol
 
 import pytest
 
@@ -44,12 +45,28 @@ def add_finder(
     return finder
 
 
-def test_callback_runs_after_module_body(
-    module_dir: Path, finder_for: list[hooks.PostImportFinder]
-) -> None:
-    write_module(module_dir, "kp_target_a")
-    seen: list[ModuleType] = []
-    add_finder(finder_for, "kp_target_a", seen)
+class Watch(Protocol):
+    """The ``watch`` fixture's function (a Protocol: its ``body`` has a default)."""
+
+    def __call__(self, name: str, body: str = ...) -> list[ModuleType]: ...
+
+
+@pytest.fixture
+def watch(module_dir: Path, finder_for: list[hooks.PostImportFinder]) -> Watch:
+    """``watch(name, body)``: write module ``name`` and put a finder for it first on
+    ``sys.meta_path``; returns the list of the modules its hook is called with."""
+
+    def watch(name: str, body: str = "VALUE = 1\n") -> list[ModuleType]:
+        write_module(module_dir, name, body)
+        seen: list[ModuleType] = []
+        add_finder(finder_for, name, seen)
+        return seen
+
+    return watch
+
+
+def test_callback_runs_after_module_body(watch: Watch) -> None:
+    seen = watch("kp_target_a")
     module = importlib.import_module("kp_target_a")
     assert seen == [module]
     assert module.VALUE == 1
@@ -57,11 +74,8 @@ def test_callback_runs_after_module_body(
     assert len(seen) == 1, "a cached import does not run the hook again"
 
 
-def test_real_loader_is_restored(
-    module_dir: Path, finder_for: list[hooks.PostImportFinder]
-) -> None:
-    write_module(module_dir, "kp_target_b")
-    add_finder(finder_for, "kp_target_b", [])
+def test_real_loader_is_restored(watch: Watch) -> None:
+    watch("kp_target_b")
     module = importlib.import_module("kp_target_b")
     assert type(module.__loader__).__name__ == "SourceFileLoader"
     assert module.__spec__ is not None
@@ -84,39 +98,26 @@ def test_missing_module_still_raises(finder_for: list[hooks.PostImportFinder]) -
         importlib.import_module("kp_target_missing")
 
 
-def test_two_hook_finders_both_run_once(
-    module_dir: Path, finder_for: list[hooks.PostImportFinder]
-) -> None:
+def test_two_hook_finders_both_run_once(watch: Watch) -> None:
     """Another instrumenter's finder (ddtrace, wrapt, opentelemetry) may sit beside ours."""
-    write_module(module_dir, "kp_target_d")
-    first: list[ModuleType] = []
-    second: list[ModuleType] = []
-    add_finder(finder_for, "kp_target_d", first)
-    add_finder(finder_for, "kp_target_d", second)
+    first = watch("kp_target_d")
+    second = watch("kp_target_d")
     importlib.import_module("kp_target_d")
     assert len(first) == len(second) == 1
 
 
-def test_wrapt_post_import_hook_beside_ours(
-    module_dir: Path, finder_for: list[hooks.PostImportFinder]
-) -> None:
+def test_wrapt_post_import_hook_beside_ours(watch: Watch) -> None:
     wrapt = pytest.importorskip("wrapt")
-    write_module(module_dir, "kp_target_w")
-    ours: list[ModuleType] = []
     theirs: list[ModuleType] = []
     wrapt.register_post_import_hook(theirs.append, "kp_target_w")
-    add_finder(finder_for, "kp_target_w", ours)
+    ours = watch("kp_target_w")
     module = importlib.import_module("kp_target_w")
     assert ours == [module]
     assert theirs == [module]
 
 
-def test_reload_runs_the_hook_again(
-    module_dir: Path, finder_for: list[hooks.PostImportFinder]
-) -> None:
-    write_module(module_dir, "kp_target_e")
-    seen: list[ModuleType] = []
-    add_finder(finder_for, "kp_target_e", seen)
+def test_reload_runs_the_hook_again(watch: Watch) -> None:
+    seen = watch("kp_target_e")
     module = importlib.import_module("kp_target_e")
     importlib.reload(module)
     assert len(seen) == 2
@@ -141,12 +142,8 @@ def test_failing_callback_is_logged_not_raised(
     assert "could not patch kp_target_f" in caplog.text
 
 
-def test_failing_module_body_raises_its_own_error(
-    module_dir: Path, finder_for: list[hooks.PostImportFinder]
-) -> None:
-    write_module(module_dir, "kp_target_g", "raise ImportError('their own')\n")
-    seen: list[ModuleType] = []
-    add_finder(finder_for, "kp_target_g", seen)
+def test_failing_module_body_raises_its_own_error(watch: Watch) -> None:
+    seen = watch("kp_target_g", "raise ImportError('their own')\n")
     with pytest.raises(ImportError, match="their own"):
         importlib.import_module("kp_target_g")
     assert seen == []
