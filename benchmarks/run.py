@@ -151,30 +151,27 @@ def paired(
     return statistics.median(a), statistics.median(b)
 
 
-def workload(python: str, args: list[str], hook: bool, processes: int) -> float:
-    """Median per-operation time over ``processes`` fresh interpreters running ``args``."""
-    samples: list[float] = []
-    argv = [python, str(HERE / "workloads.py"), *args] + (["--hook"] if hook else [])
-    for _ in range(processes):
-        out = subprocess.run(
-            argv,
-            env=clean_env(),
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=300,
-            cwd=NEUTRAL_CWD,
-        )
-        samples.extend(json.loads(out.stdout))
-    return statistics.median(samples)
+def run_workload(python: str, args: list[str]) -> Any:
+    """What one fresh interpreter running ``workloads.py args`` printed (JSON)."""
+    out = subprocess.run(
+        [python, str(HERE / "workloads.py"), *args],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+        cwd=NEUTRAL_CWD,
+    )
+    return json.loads(out.stdout)
 
 
 def paired_workload(python: str, args: list[str], processes: int) -> tuple[float, float]:
+    """Medians of per-process median times, unpatched and patched processes alternating."""
     base: list[float] = []
     patched: list[float] = []
     for _ in range(processes):
-        base.append(workload(python, args, hook=False, processes=1))
-        patched.append(workload(python, args, hook=True, processes=1))
+        base.append(statistics.median(run_workload(python, args)))
+        patched.append(statistics.median(run_workload(python, [*args, "--hook"])))
     return statistics.median(base), statistics.median(patched)
 
 
@@ -183,16 +180,7 @@ def alternating_workload(python: str, args: list[str], processes: int) -> tuple[
     hook off and on itself (``workloads.alternating``)."""
     sides: dict[str, list[float]] = {"base": [], "patched": []}
     for _ in range(processes):
-        out = subprocess.run(
-            [python, str(HERE / "workloads.py"), *args],
-            env=clean_env(),
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=300,
-            cwd=NEUTRAL_CWD,
-        )
-        for side, times in json.loads(out.stdout).items():
+        for side, times in run_workload(python, args).items():
             sides[side].extend(times)
     return statistics.median(sides["base"]), statistics.median(sides["patched"])
 
