@@ -11,7 +11,10 @@ connect; its wheels end at Python 3.12) runs on 3.9 and 3.10, 3.11 (the last bef
 ``socket_factory``) and the newest on the oldest and the newest Python.  pip resolves each
 httpx's own httpcore (0.23 -> 0.16, 0.24 -> 0.17, 0.25+ -> 1.x) and the newest httpx2 each
 Python has (3.9 -> 2.0.0, 3.10 -> 2.14.0); httpx2 is left out next to httpx < 0.25 (h11
-conflict), where its tests skip.
+conflict), where its tests skip.  openai[aiohttp] / anthropic[aiohttp] (their
+``DefaultAioHttpClient``) go in where those clients can work (``_sdk_clients_work``): the newest
+SDKs on the newest aiohttp with httpx2, the httpx_aiohttp-based releases next to httpx >= 0.27
+(openai 2.46 on aiohttp 3.11; anthropic 0.125 on Python 3.9, where openai has no aiohttp client).
 Interpreters are found on PATH or in pyenv; none is ever downloaded.
 """
 
