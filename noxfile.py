@@ -11,7 +11,10 @@ connect; its wheels end at Python 3.12) runs on 3.9 and 3.10, 3.11 (the last bef
 ``socket_factory``) and the newest on the oldest and the newest Python.  pip resolves each
 httpx's own httpcore (0.23 -> 0.16, 0.24 -> 0.17, 0.25+ -> 1.x) and the newest httpx2 each
 Python has (3.9 -> 2.0.0, 3.10 -> 2.14.0); httpx2 is left out next to httpx < 0.25 (h11
-conflict), where its tests skip.
+conflict), where its tests skip.  openai[aiohttp] / anthropic[aiohttp] (their
+``DefaultAioHttpClient``) go in where those clients can work (``_sdk_clients_work``): the newest
+SDKs on the newest aiohttp with httpx2, the httpx_aiohttp-based releases next to httpx >= 0.27
+(openai 2.46 on aiohttp 3.11; anthropic 0.125 on Python 3.9, where openai has no aiohttp client).
 Interpreters are found on PATH or in pyenv; none is ever downloaded.
 """
 
@@ -118,13 +121,40 @@ def _test_requirements(leave_out: set[str]) -> list[str]:
     ]
 
 
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".")[:2])
+
+
+def _sdk_clients_work(python: str, httpx: str, aiohttp: str) -> bool:
+    """Whether openai[aiohttp] / anthropic[aiohttp] install here with a working
+    ``DefaultAioHttpClient``.  Their newest releases (Python >= 3.10) send through httpx2 and a
+    vendored httpx_aiohttp, and openai's needs aiohttp >= 3.14.4: so the newest aiohttp, and
+    httpx2, which is here only next to httpx >= 0.25.  Older releases (openai 2.46 with aiohttp
+    3.11; anthropic 0.125, the last for 3.9) send through httpx and the httpx_aiohttp package,
+    which needs httpx >= 0.27 and aiohttp >= 3.10.
+    """
+    if aiohttp == "3.9":
+        return False  # every SDK aiohttp extra, and httpx_aiohttp, needs aiohttp >= 3.10
+    if _version(httpx) >= (0, 27):
+        return True
+    return _version(python) >= (3, 10) and aiohttp == "new" and _version(httpx) >= (0, 25)
+
+
 def _suite(session: nox.Session, httpx: str, wrapt: str, urllib3: str, aiohttp: str) -> None:
     session.env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     pins = (f"httpx=={httpx}", WRAPT[wrapt], URLLIB3[urllib3], AIOHTTP[aiohttp])
-    if tuple(int(part) for part in httpx.split(".")[:2]) < (0, 25):
+    leave_out = set()
+    if _version(httpx) < (0, 25):
         # httpcore 0.16 / 0.17 need h11 < 0.15 and httpcore2 needs h11 >= 0.16: httpx2 cannot
         # share this environment, so its tests skip here.
-        session.install("-e", ".", *_test_requirements({"httpx2"}), *pins)
+        leave_out.add("httpx2")
+    if not _sdk_clients_work(str(session.python), httpx, aiohttp):
+        # pip would still install them, quietly picking releases without a working aiohttp
+        # client (the SDK test skips), and next to httpx < 0.25 pulling httpcore down to 0.15
+        # and anyio to 3.7; so they are left out, and their test skips as not installed.
+        leave_out |= {"openai", "anthropic"}
+    if leave_out:
+        session.install("-e", ".", *_test_requirements(leave_out), *pins)
     else:
         session.install("-e", ".[test]", *pins)
     session.run(
@@ -132,7 +162,7 @@ def _suite(session: nox.Session, httpx: str, wrapt: str, urllib3: str, aiohttp: 
         "-c",
         "import importlib.metadata as m, sys; print(sys.version.split()[0], *("
         "f'{n}=={m.version(n)}' for n in ('httpx', 'httpcore', 'wrapt', 'httpx2', 'anyio', "
-        "'urllib3', 'requests', 'aiohttp')"
+        "'urllib3', 'requests', 'aiohttp', 'openai', 'anthropic')"
         " if n in {d.metadata['Name'] for d in m.distributions()}))",
         silent=False,
     )

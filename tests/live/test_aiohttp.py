@@ -486,6 +486,10 @@ def test_httpx_over_aiohttp_with_litellms_opt_in_keeps_its_values(
 
 @pytest.mark.parametrize("sdk", ["openai", "anthropic"])
 def test_sdk_default_aiohttp_client_gets_keepalive(sdk: str, origin: HeldOrigin) -> None:
+    """The SDK's own ``DefaultAioHttpClient()`` (an httpx / httpx2 client whose transport is an
+    aiohttp session): our options, read from its live socket.  With aiohttp skipped (httpx and
+    httpx2 still patched) the same client's socket has the kernel's defaults: the options came
+    through aiohttp's connector, so the SDK really sent through aiohttp."""
     module = pytest.importorskip(sdk, reason=f"{sdk} is not installed")
     client_class = getattr(module, "DefaultAioHttpClient", None)
     if client_class is None:
@@ -507,6 +511,9 @@ def test_sdk_default_aiohttp_client_gets_keepalive(sdk: str, origin: HeldOrigin)
         return options
 
     assert asyncio.run(main()) == expected()
+    keepalive_patch.apply(skip=["aiohttp"])
+    assert asyncio.run(main()) == kernel_defaults()
+    assert len(origin.peers) == 2, "one connection per client"
 
 
 # -- cost: loaded only after aiohttp, wrapt only at first use --------------------------------
