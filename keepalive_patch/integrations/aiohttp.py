@@ -65,10 +65,10 @@ class KeepaliveSocketFactory:
         self.options = list(options)
 
     def __call__(self, addr_info: tuple[Any, ...]) -> socket.socket:
-        # What aiohappyeyeballs' _connect_sock does when no factory is given; its error, if
-        # any, is the library's own and propagates unchanged.
-        family, type_, proto = addr_info[0], addr_info[1], addr_info[2]
-        sock = socket.socket(family=family, type=type_, proto=proto)
+        # What aiohappyeyeballs' _connect_sock does when no factory is given (by position: by
+        # keyword costs ~1.5k instructions more); its error, if any, is the library's own and
+        # propagates unchanged.
+        sock = socket.socket(addr_info[0], addr_info[1], addr_info[2])
         set_options(sock, self.options)
         return sock
 
