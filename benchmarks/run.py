@@ -1,9 +1,11 @@
 """What keepalive-patch costs: patched vs unpatched, measured in the same run, as ratios.
 
-    python benchmarks/run.py            # full run (~12 min); --quick for a smoke run
+    python benchmarks/run.py            # full run (~25 min); --quick for a smoke run
 
 Every number is a median over repeated fresh interpreters (or over many operations inside a few
-fresh interpreters), patched and unpatched runs interleaved so drift hits both alike.  The
+fresh interpreters), patched and unpatched runs interleaved so drift hits both alike; the
+per-connection rows switch the hook off and on inside each interpreter.  With valgrind installed,
+a second table counts instructions instead of time (``--no-instructions`` leaves it out).  The
 package is installed *non-editable* into a private venv (benchmarks/.venv, reused) with the same
 httpx / httpx2 / wrapt versions as the running interpreter, and everything is byte-compiled: the
 numbers are what a user's ``pip install`` gives, not the editable-install finder.  Progress goes
