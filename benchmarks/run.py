@@ -49,6 +49,10 @@ REPORTED = ("httpx", "httpcore", "httpx2", "httpcore2", "wrapt", "requests", "ur
 NEUTRAL_CWD = tempfile.mkdtemp(prefix="keepalive-bench-")
 
 
+#: One measured child: its argv and environment.
+Run = tuple[list[str], dict[str, str]]
+
+
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -132,8 +136,8 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
 
 
 def paired(
-    base: tuple[list[str], dict[str, str]],
-    patched: tuple[list[str], dict[str, str]],
+    base: Run,
+    patched: Run,
     repeat: int,
     warmup: int = 3,
 ) -> tuple[float, float]:
@@ -221,9 +225,7 @@ def loopback_server(python: str) -> Iterator[int]:
         yield int(port)
 
 
-def entry_points(
-    python: str, scratch: Path
-) -> dict[str, tuple[tuple[list[str], dict[str, str]], tuple[list[str], dict[str, str]]]]:
+def entry_points(python: str, scratch: Path) -> dict[str, tuple[Run, Run]]:
     """``python -c pass`` without and with each zero-edit entry point, otherwise alike."""
     empty = scratch / "empty"
     empty.mkdir()
@@ -341,7 +343,9 @@ def race_rows(lib: str, runs: dict[str, dict[str, Any]]) -> list[tuple[str, str,
     ]
 
 
-def instruction_rows(python: str, quick: bool) -> list[tuple[str, str, str, str, str]]:
+def instruction_rows(
+    python: str, entries: dict[str, tuple[Run, Run]], quick: bool
+) -> list[tuple[str, str, str, str, str]]:
     """The deterministic companions of the timed rows that sit closest to their goals."""
     rows: list[tuple[str, str, str, str, str]] = []
 
@@ -354,9 +358,8 @@ def instruction_rows(python: str, quick: bool) -> list[tuple[str, str, str, str,
     bare = instructions([python, "-c", "pass"], env)
     add("start: `-c 'import keepalive_patch'` vs `-c pass`",
         bare, instructions([python, "-c", "import keepalive_patch"], env), "<= 1.05x")  # fmt: skip
-    with tempfile.TemporaryDirectory() as scratch:
-        for name, (base_run, patched_run) in entry_points(python, Path(scratch)).items():
-            add(f"start: {name}", instructions(*base_run), instructions(*patched_run), "<= 1.05x")
+    for name, (base_run, patched_run) in entries.items():
+        add(f"start: {name}", instructions(*base_run), instructions(*patched_run), "<= 1.05x")
     for lib in ("httpx", "requests", "aiohttp"):
         add(f"process: `import {lib}`",
             instructions([python, "-c", f"import {lib}"], env),
@@ -438,10 +441,12 @@ def main() -> None:
         ([python, "-c", "pass"], env), ([python, "-c", "import keepalive_patch"], env), starts
     )
     add("start: `-c 'import keepalive_patch'` vs `-c pass`", base, patched, "<= 1.05x")
-    with tempfile.TemporaryDirectory() as scratch:
-        for name, (base_run, patched_run) in entry_points(python, Path(scratch)).items():
-            base, patched = paired(base_run, patched_run, starts)
-            add(f"start: {name}", base, patched, "<= 1.05x")
+    # The entry points' throwaway venvs serve both tables; removed at the end (or at exit).
+    scratch = tempfile.TemporaryDirectory()
+    entries = entry_points(python, Path(scratch.name))
+    for name, (base_run, patched_run) in entries.items():
+        base, patched = paired(base_run, patched_run, starts)
+        add(f"start: {name}", base, patched, "<= 1.05x")
 
     for lib, client in (
         ("httpx", "httpx.Client()"),
@@ -511,9 +516,10 @@ def main() -> None:
 
     counted = []
     if not args.no_instructions and shutil.which("valgrind"):
-        counted = instruction_rows(python, args.quick)
+        counted = instruction_rows(python, entries, args.quick)
     elif not args.no_instructions:
         log("valgrind is not on PATH: no instruction counts")
+    scratch.cleanup()
 
     print(f"\nMachine: {machine(python)}")
     print(f"Command: python benchmarks/run.py{' --quick' if args.quick else ''}\n")

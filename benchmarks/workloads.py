@@ -141,9 +141,10 @@ GETS = {"httpx": sync_gets, "httpx2": sync_gets, "requests": sync_gets, "aiohttp
 
 def main() -> None:
     args = sys.argv[1:]
-    if "--hook" in args or args[0] == "gets":  # ``gets`` switches it off and on itself
-        if "--hook" in args:
-            args.remove("--hook")
+    hook = "--hook" in args
+    if hook:
+        args.remove("--hook")
+    if hook or args[0] == "gets":  # ``gets`` switches it off and on itself
         import keepalive_patch  # noqa: F401
     name, lib_name, count = args[0], args[1], int(args[2])
     if name == "transport":
