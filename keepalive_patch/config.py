@@ -15,6 +15,7 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any, Union
 
+import keepalive_patch
 from keepalive_patch._log import WARNING, log_once
 
 if TYPE_CHECKING:
@@ -147,16 +148,12 @@ class Names(Setting):
     metavar = "NAMES"
 
     def bounds(self) -> str:
-        import keepalive_patch
-
         return ", ".join(keepalive_patch.known_names())
 
     def parse(self, text: str) -> frozenset[str]:
         return self.check([name.strip() for name in text.split(",")])
 
     def check(self, value: object) -> frozenset[str]:
-        import keepalive_patch
-
         if isinstance(value, str) or not all(isinstance(item, str) for item in value):  # type: ignore[attr-defined]
             raise ValueError(f"{self.name} must be a collection of names, got {value!r}")
         names = frozenset(item.strip().lower() for item in value if item.strip())  # type: ignore[attr-defined]
