@@ -28,14 +28,17 @@ def transports(lib_name: str, count: int) -> list[float]:
     return times
 
 
-def shared_context(lib_name: str, count: int) -> list[float]:
+def shared_context(lib_name: str, count: int, stand_in: str | None = None) -> list[float]:
     """Time ``HTTPTransport(verify=ctx)`` with one shared SSL context: the shim's own cost shows.
 
     Timed in batches of 100 (a single build is ~10 us, close to the clock's resolution).
+    ``stand_in`` (hook off) puts one of ``STAND_INS`` where the hook's wrapper would be.
     """
     import ssl
 
     lib = importlib.import_module(lib_name)
+    if stand_in is not None:
+        STAND_INS[stand_in](lib.HTTPTransport)
     context = ssl.create_default_context()
     lib.HTTPTransport(verify=context)  # first use: probe, wrapt import
     times = []
@@ -46,6 +49,39 @@ def shared_context(lib_name: str, count: int) -> list[float]:
         times.append((time.perf_counter() - start) / 100)
     return times
 
+
+def pass_through(cls: type) -> None:
+    """The cheapest Python wrapper an ``__init__`` can have: it adds nothing, passes all on."""
+    original = cls.__init__  # type: ignore[misc]
+
+    def __init__(self: object, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+
+    cls.__init__ = __init__  # type: ignore[misc]
+
+
+def our_defaults(cls: type) -> None:
+    """No wrapper at all: the library's own ``__init__``, given the hook's ``retries`` and
+    ``socket_options`` as its defaults (what the constructor costs with only our arguments)."""
+    import keepalive_patch  # the options this host accepts, then the hook off again
+
+    options = tuple(keepalive_patch.socket_options())
+    retries = keepalive_patch.settings().retries
+    keepalive_patch.remove()
+    init = cls.__init__  # type: ignore[misc]
+    names = init.__code__.co_varnames[: init.__code__.co_argcount]
+    defaults = list(init.__defaults__)
+    first = len(names) - len(defaults)
+    defaults[names.index("retries") - first] = retries
+    defaults[names.index("socket_options") - first] = options
+    init.__defaults__ = tuple(defaults)
+
+
+#: Reference points for the shared-context build, with the hook off: how low a wrapper can go.
+STAND_INS: dict[str, Callable[[type], None]] = {
+    "pass-through": pass_through,
+    "our-defaults": our_defaults,
+}
 
 #: GETs per batch: batches alternate between the hook off and on (see ``alternating``).
 BATCH = 10
@@ -150,7 +186,7 @@ def main() -> None:
     if name == "transport":
         times = transports(lib_name, count)
     elif name == "shared-context":
-        times = shared_context(lib_name, count)
+        times = shared_context(lib_name, count, args[3] if len(args) > 3 else None)
     elif name == "gets":
         only = args[4] if len(args) > 4 else None
         open_client, timed_get = GETS[lib_name](lib_name, int(args[3]))
