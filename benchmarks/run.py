@@ -367,16 +367,16 @@ def instruction_rows(
             "<= 1.15x" if lib == "httpx" else "<= 1.05x")  # fmt: skip
     shared = 200 if quick else 2000
     workload = ["shared-context", "httpx"]
-    unwrapped = per_operation(python, workload, shared)
+    unpatched = per_operation(python, workload, shared)
     add("`httpx.HTTPTransport(verify=ctx)`, one shared SSL context, per build",
-        unwrapped, per_operation(python, workload, shared, hook=True), "<= 1.15x")  # fmt: skip
+        unpatched, per_operation(python, workload, shared, hook=True), "<= 1.15x")  # fmt: skip
     # Where the floor is: the cheapest Python wrapper, and no wrapper but our arguments.
     for stand_in, what in (
         ("pass-through", "a Python `__init__` wrapper that only passes the call on (no hook)"),
         ("our-defaults", "no wrapper, our two arguments as httpx's own defaults (no hook)"),
     ):
         add(f"the same build, {what}",
-            unwrapped, per_operation(python, [*workload, stand_in], shared), "-")  # fmt: skip
+            unpatched, per_operation(python, [*workload, stand_in], shared), "-")  # fmt: skip
     gets = 20 if quick else 200
     with loopback_server(python) as port:
         for lib in ("httpx", "requests", "aiohttp"):
