@@ -77,8 +77,7 @@ def test_import_order(library: str, steps: list[str], patched: bool) -> None:
 #: (integration, a module it watches) for every watched module installed here.
 WATCHING = [
     (integration, module)
-    for integration, modules in WATCHED.items()
-    for module in modules
+    for module, (integration, _) in WATCHED.items()
     if importlib.util.find_spec(module.partition(".")[0]) is not None  # its package is here
 ]
 
