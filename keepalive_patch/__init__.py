@@ -59,7 +59,8 @@ def apply(
     replay: "bool | None" = None,
     skip: "Iterable[str] | None" = None,
 ) -> bool:
-    """Patch every watched HTTP library, now or when imported; returns False if disabled.
+    """Patch every watched HTTP library, now or when imported; returns ``is_applied()``
+    (False if disabled, or if this interpreter cannot import wrapt).
 
     Arguments override the ``KEEPALIVE_PATCH_*`` environment (see ``config.TABLE``) and raise
     ``ValueError`` when out of bounds.  Calling again changes the settings for clients made
@@ -82,7 +83,7 @@ def apply(
     if skip is not None:
         _unpatch_all()  # patched again below, but for what is skipped now
     _install(_patch_imported, WATCHED)
-    return True
+    return wrapt_importable()
 
 
 def _disabled() -> bool:
@@ -100,8 +101,43 @@ def remove() -> None:
 
 
 def is_applied() -> bool:
-    """True between ``apply()`` (or ``import keepalive_patch``) and ``remove()``."""
-    return _finder is not None
+    """True between ``apply()`` (or ``import keepalive_patch``) and ``remove()``, when this
+    interpreter can import wrapt (without it nothing can be patched)."""
+    return _finder is not None and wrapt_importable()
+
+
+# Every wrapper is made with wrapt, which is imported only at the first client built (it costs
+# ~20 ms).  Whether it *can* be imported is a spec lookup on ``sys.meta_path`` (no import), made
+# when an HTTP library is patched or ``is_applied()`` is asked, never at interpreter start.  A
+# success is kept; a failure is looked up again next time (the app may extend ``sys.path``),
+# unless importing wrapt itself failed (``_wrapping`` sets ``_wrapt_failed`` then).
+_wrapt_found = False
+_wrapt_failed = False
+
+
+def wrapt_importable() -> bool:
+    """Whether this interpreter can import wrapt, and so patch anything at all."""
+    global _wrapt_found
+    if _wrapt_failed:
+        return False
+    if not _wrapt_found:
+        _wrapt_found = _find_wrapt()
+    return _wrapt_found
+
+
+def _find_wrapt() -> bool:
+    if sys.modules.get("wrapt") is not None:
+        return True
+    for finder in list(sys.meta_path):
+        find_spec = getattr(finder, "find_spec", None)
+        if find_spec is None:
+            continue
+        try:
+            if find_spec("wrapt", None) is not None:
+                return True
+        except Exception:  # a broken finder of someone else's: ask the next one
+            continue
+    return False
 
 
 def settings() -> "Settings":
@@ -146,9 +182,28 @@ def _patch_imported(module: "object") -> None:
 
     from keepalive_patch import config
 
-    watched = WATCHED.get(getattr(module, "__name__", ""))
-    if watched is not None and watched[1] not in config.current().skip:
-        importlib.import_module(f"{__name__}.integrations.{watched[0]}").patch(module)
+    name = getattr(module, "__name__", "")
+    watched = WATCHED.get(name)
+    if watched is None or watched[1] in config.current().skip:
+        return
+    if not wrapt_importable():
+        _say_no_wrapt(name)
+        return
+    importlib.import_module(f"{__name__}.integrations.{watched[0]}").patch(module)
+
+
+def _say_no_wrapt(name: str) -> None:
+    """One log line for the whole process: nothing is patched without wrapt."""
+    from keepalive_patch._log import NO_WRAPT, WARNING, log_once
+
+    log_once(
+        NO_WRAPT,
+        WARNING,
+        "keepalive-patch cannot import wrapt with this Python (%s); %s and every other HTTP "
+        "library run unpatched",
+        sys.executable,
+        name,
+    )
 
 
 def _unpatch_all() -> None:

@@ -17,6 +17,8 @@ LOGGER_NAME = "keepalive_patch"
 WARNING = 30
 INFO = 20
 DEBUG = 10
+#: The ``log_once`` key of "cannot import wrapt": said once, wherever it is noticed first.
+NO_WRAPT = "nowrapt"
 
 _said: set[str] = set()
 _lock = _thread.allocate_lock()

@@ -17,7 +17,7 @@ import _thread
 import types
 from typing import TYPE_CHECKING, Any, Callable, Dict, Tuple  # noqa: UP035 - runtime aliases, 3.9
 
-from keepalive_patch._log import WARNING, log_once
+from keepalive_patch._log import NO_WRAPT, WARNING, log_once
 
 if TYPE_CHECKING:
     import inspect
@@ -310,8 +310,11 @@ class Patcher:
         try:
             import wrapt
         except Exception:
+            import keepalive_patch
+
+            keepalive_patch._wrapt_failed = True  # is_applied() says so from now on
             log_once(
-                "nowrapt",
+                NO_WRAPT,
                 WARNING,
                 "keepalive-patch cannot import wrapt; %s runs unpatched",
                 cls.__qualname__,

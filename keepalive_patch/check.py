@@ -196,6 +196,12 @@ class Report:
                 f"Patch: DISABLED by {config.DISABLE_VAR} (nothing below is applied; any value "
                 "but 0/false/no/off/empty disables)"
             )
+        elif not self.applied and not keepalive_patch.wrapt_importable():
+            lines.append(
+                f"Patch: NOT APPLIED: this Python ({sys.executable}) cannot import wrapt, which "
+                "every wrapper needs; install wrapt here, or use a directory built by "
+                "'keepalive-patch bundle'"
+            )
         else:
             lines.append("Patch: " + ("applied" if self.applied else "not applied"))
         lines += ["", "Settings (value, source):"]

@@ -13,6 +13,7 @@ from types import ModuleType
 
 import pytest
 from support.libs import LIBRARIES, MODES, require_socket_options, takes_socket_options, version_of
+from support.others import VERSIONS, app_venv, other_python
 from support.proxies import make_server_tls
 from support.servers import Handler, UnixHTTPServer
 
@@ -104,3 +105,13 @@ def server_tls(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
         return make_server_tls(tmp_path_factory.mktemp("tls"))
     except FileNotFoundError:
         pytest.skip("openssl is needed to make the TLS origin's certificate")
+
+
+@pytest.fixture(scope="session", params=VERSIONS, ids=[f"python{v}" for v in VERSIONS])
+def app_python(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A fleet's app interpreter: pyenv's Python 3.9 or 3.13 in a virtualenv with httpx,
+    requests and aiohttp, and neither keepalive-patch nor wrapt (skips without that Python)."""
+    python = other_python(request.param)
+    if python is None:
+        pytest.skip(f"no separate Python {request.param} here (pyenv)")
+    return str(app_venv(python, tmp_path_factory.mktemp(f"app{request.param}")))

@@ -8,11 +8,12 @@ import glob
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.procs import (
+    DEPENDENCIES,
     PYTHON,
     REPO,
     SCRIPTS,
@@ -20,6 +21,8 @@ from support.procs import (
     assert_patched,
     assert_unpatched,
     clean_env,
+    expected,
+    install_copy,
     run_app,
     run_python,
     start_modules,
@@ -167,20 +170,61 @@ def _other_python(version: str) -> "str | None":
     return found[0] if found else None
 
 
-@pytest.mark.parametrize("version", ["3.9", "3.13"])
-def test_another_interpreter_borrows_the_package_beside_the_bootstrap(version: str) -> None:
-    """A different Python inheriting PYTHONPATH is patched without seeing our environment."""
-    python = _other_python(version)
-    if python is None or Path(python).resolve() == Path(sys.executable).resolve():
-        pytest.skip(f"no separate Python {version} here")
-    code = "import json, sys, keepalive_patch as k; "
-    code += "print(json.dumps([k.is_applied(), k.__file__, sys.path]))"
-    result = run_python([python, "-c", code], clean_env(PYTHONPATH=BOOTSTRAP), cwd="/")
-    applied, where, path = json.loads(result.stdout)
-    assert applied is True
-    assert Path(where).parent == Path(BOOTSTRAP).parent
-    assert str(Path(BOOTSTRAP).parent.parent) not in path  # borrowed, not left on the path
-    assert result.stderr == ""
+def another_environment(root: Path) -> Path:
+    """Another environment's site-packages, as ``pip install keepalive-patch`` leaves it: the
+    package and wrapt (2.x here, its compiled extension built for this Python only)."""
+    install_copy(root)
+    (root / "_keepalive_test_paths.pth").unlink()
+    shutil.copytree(
+        Path(DEPENDENCIES) / "wrapt", root / "wrapt", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    return root
+
+
+def fleet_app(python: str, hook_dir: "str | Path") -> "tuple[dict[str, Any], str]":
+    """``scripts/fleet_app.py`` run by ``python`` with ``PYTHONPATH=hook_dir``: report, log."""
+    command = [python, str(SCRIPTS / "fleet_app.py"), "--log"]
+    result = run_python(command, clean_env(PYTHONPATH=str(hook_dir)), cwd="/")
+    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return report, result.stderr
+
+
+def test_another_interpreter_borrows_the_package_and_wrapt(app_python: str, tmp_path: Path) -> None:
+    """A different Python inheriting PYTHONPATH, with no wrapt of its own, is patched: live
+    sockets carry the options, retries are set, the server counts the replay."""
+    site = another_environment(tmp_path / "site-packages")
+    report, log = fleet_app(app_python, site / "keepalive_patch" / "bootstrap")
+    assert report["shim"] == {"applied": True, "file": str(site / "keepalive_patch/__init__.py")}
+    assert str(site) not in report["sys_path"]  # borrowed, not left on the path
+    assert sorted(report["results"]) == ["aiohttp", "httpx", "requests"]
+    for library, got in report["results"].items():
+        assert got["options"] == {key: expected()[key] for key in got["options"]}, library
+    assert report["results"]["httpx"]["retries"] == 1
+    assert report["results"]["requests"]["retries"] == 1
+    assert report["replay"] == {"requests": 3, "outcome": "ok"}
+    assert "cannot import wrapt" not in log
+    assert "applied to httpx" in log
+
+
+def test_another_interpreter_without_wrapt_is_not_applied(app_python: str) -> None:
+    """Borrowing the package where no wrapt can be found: nothing is patched, and nothing says
+    otherwise (``is_applied()``, the log once, no "applied to" line)."""
+    # The checkout's bootstrap: the package beside it, but no wrapt there.
+    report, log = fleet_app(app_python, BOOTSTRAP)
+    assert report["shim"] == {"applied": False, "file": str(REPO / "keepalive_patch/__init__.py")}
+    for library, got in report["results"].items():
+        assert (got["options"]["SO_KEEPALIVE"], got["retries"]) == (0, 0), library
+    assert report["replay"] == {"requests": 2, "outcome": "RemoteProtocolError"}
+    assert log.count("cannot import wrapt") == 1, log
+    assert "applied to" not in log
+
+
+def test_check_says_why_nothing_is_applied_without_wrapt(app_python: str) -> None:
+    command = [app_python, "-m", "keepalive_patch", "check"]
+    result = run_python(command, clean_env(PYTHONPATH=BOOTSTRAP), cwd="/", check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Patch: NOT APPLIED: this Python" in result.stdout
+    assert "cannot import wrapt" in result.stdout
 
 
 @pytest.mark.parametrize("version", ["2.7", "3.8"])

@@ -1,0 +1,50 @@
+"""Other Pythons (pyenv's 3.9 and 3.13) with httpx, requests and aiohttp, but no wrapt.
+
+They stand for the fleet's interpreters: environments that never installed keepalive-patch nor
+wrapt, and inherit a ``PYTHONPATH`` pointing at a directory of ours.  Each virtualenv is made
+once per test session by ``pip install`` from the package index (pip's cache makes it quick).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+#: What a fleet's app environment has: the HTTP libraries, nothing of ours.
+APP_PACKAGES = ("httpx", "requests", "aiohttp")
+#: The other Pythons these tests use, where pyenv has them.
+VERSIONS = ("3.9", "3.13")
+
+
+def other_python(version: str) -> str | None:
+    """pyenv's newest ``version``.x interpreter, unless it is the one running the tests."""
+    found = sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python")))
+    if not found or Path(found[-1]).resolve() == Path(sys.executable).resolve():
+        return None
+    return found[-1]
+
+
+def app_venv(python: str, root: Path) -> Path:
+    """A virtualenv of ``python`` at ``root`` with ``APP_PACKAGES``; returns its interpreter."""
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    subprocess.run([python, "-m", "venv", str(root)], check=True, env=env, timeout=300)
+    venv_python = root / "bin" / "python"
+    subprocess.run(
+        [str(venv_python), "-m", "pip", "install", "-q", *APP_PACKAGES],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=600,
+    )
+    listed = subprocess.run(
+        [str(venv_python), "-c", "import importlib.util as u; print(u.find_spec('wrapt'))"],
+        check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert listed.stdout.strip() == "None", "the app's environment must not have wrapt"
+    return venv_python
