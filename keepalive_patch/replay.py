@@ -5,7 +5,7 @@ httpcore notices a close that has already arrived (``is_readable``) but not one 
 request, and its ``retries`` cover connects only.  Go's ``net/http`` answers this with
 ``shouldRetryRequest`` + ``isReplayable``; this module is that rule, adapted:
 
-1. the connection was reused: it had returned a response before this request;
+1. the connection was reused: it had returned a response before this request started on it;
 2. the server closed it idle: a close, a reset, a broken pipe or keepalive's own ``ETIMEDOUT``,
    and not one byte of the response (a 1xx included) had arrived (never a timeout);
 3. the request is replayable: GET, HEAD, OPTIONS, TRACE, or any method with an
@@ -22,14 +22,15 @@ the connection's reads (a few microseconds); the rest runs only when a send has 
 
 Rule 1 is decided when the request starts: a request that started on a connection which had
 not yet returned a response (two HTTP/2 streams on a new connection, say) is never replayed,
-even if the other stream's response arrives before this one fails.  Rule 2 is decided by bytes,
-not by the shape of the error: httpcore raises the same "Server disconnected without sending a
-response" for a clean close, for a close after part of the response head and for a close after
-a ``100 Continue``.  So each connection's network stream is wrapped, on its first request, in a
-``CountingStream``; a request notes the count when it starts, and a failure after the count
-moved is never replayed (Go decides ``errServerClosedIdle`` the same way: its first read of the
-response found the connection closed).  On HTTP/2 the count is the connection's, so a byte for
-any stream since this request started rules it out: stricter than per stream, never looser.
+even if the other stream's response arrives before this one fails.  Rule 2's "not one byte" is
+counted, not read from the error: httpcore raises the same "Server disconnected without sending
+a response" for a clean close, for a close after part of the response head and for a close
+after a ``100 Continue``.  So each connection's network stream is wrapped, on its first
+request, in a ``CountingStream``; a request notes the count when it starts, and a failure after
+the count moved is never replayed (Go decides ``errServerClosedIdle`` the same way: its first
+read of the response found the connection closed).  On HTTP/2 the count is the connection's,
+so a byte for any stream since this request started rules it out: stricter than per stream,
+never looser.
 
 The rule (the first half) knows nothing of httpcore; the wrappers (the second half) are put on
 httpcore >= 1.0.3 and httpcore2 by ``integrations.httpcore``.  Older httpcore is left alone: its
