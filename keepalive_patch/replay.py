@@ -17,16 +17,18 @@ which the pool already answers by dropping the connection (closed by then) and s
 request on another one.  A failure on a fresh connection is never replayed, so the sends are
 bounded by the pool's idle connections plus one.  Only a request a pool is sending is handed
 back this way: whoever drives a connection directly gets the library's error, as ever.
-A send that succeeds pays for the wrapper, a ``WeakSet`` look-up and add, and a byte count on
-the connection's reads (a few microseconds); the rest runs only when a send has failed.
+A send that succeeds pays for the wrapper and a ``WeakSet`` look-up and add (a few
+microseconds), on a reused or HTTP/2 connection also for a byte count on its reads; the rest
+runs only when a send has failed.
 
 Rule 1 is decided when the request starts: a request that started on a connection which had
 not yet returned a response (two HTTP/2 streams on a new connection, say) is never replayed,
 even if the other stream's response arrives before this one fails.  Rule 2's "not one byte" is
 counted, not read from the error: httpcore raises the same "Server disconnected without sending
 a response" for a clean close, for a close after part of the response head and for a close
-after a ``100 Continue``.  So each connection's network stream is wrapped, on its first
-request, in a ``CountingStream``; a request notes the count when it starts, and a failure after
+after a ``100 Continue``.  So a connection's network stream is wrapped in a ``CountingStream``
+before a request can be replayed from it (on the first request of an HTTP/2 connection, on the
+first reuse of an HTTP/1.1 one); a request notes the count when it starts, and a failure after
 the count moved is never replayed (Go decides ``errServerClosedIdle`` the same way: its first
 read of the response found the connection closed).  On HTTP/2 the count is the connection's,
 so a byte for any stream since this request started rules it out: stricter than per stream,
@@ -154,8 +156,9 @@ class CountingStream:
     """A connection's network stream that counts the bytes read from it (sync twin).
 
     Put in place of the connection's stream before its first request and left there for its
-    life, so that every read of the connection goes through ``read``; everything else (``write``,
-    ``close``, ``get_extra_info``, ...) is the inner stream's own.
+    life, so that every read of the connection goes through ``read``; everything else is the
+    inner stream's own.  The methods httpcore calls on every request are passed on by name
+    (``__getattr__`` alone costs microseconds a call: the failed lookup raises first).
     """
 
     def __init__(self, stream: Any) -> None:
@@ -168,7 +171,13 @@ class CountingStream:
         self.received += len(data)
         return data
 
-    def __getattr__(self, name: str) -> Any:
+    def write(self, *args: Any, **kwargs: Any) -> Any:
+        return self.stream.write(*args, **kwargs)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self.stream.get_extra_info(info)
+
+    def __getattr__(self, name: str) -> Any:  # close / aclose, start_tls, anything newer
         if name == "stream":  # not set yet (copy, pickle): no recursion
             raise AttributeError(name)
         return getattr(self.stream, name)
@@ -250,11 +259,13 @@ def _mark_served(connection: object) -> None:
 
 
 def _counting_stream(connection: Any, counting: type[CountingStream]) -> CountingStream | None:
-    """``connection``'s counted stream, put in place on its first request.
+    """``connection``'s counted stream, put in place the first time a request needs it.
 
-    Done before the request is sent, so that no read of the connection (on HTTP/2, another
-    stream's) ever bypasses the count.  ``None`` if the connection keeps no stream where httpcore
-    does: its requests are then never replayed.
+    Always before that request is sent.  An HTTP/2 connection gets it on its first request, as
+    its streams read the connection for each other: no read may bypass the count.  An HTTP/1.1
+    connection gets it on its first reuse, when the one response before has been read whole, so
+    a connection used once (``Connection: close``) pays nothing.  ``None`` if the connection
+    keeps no stream where httpcore does: its requests are then never replayed.
     """
     stream = getattr(connection, STREAM_ATTRIBUTE, None)
     if isinstance(stream, CountingStream) or stream is None:
@@ -267,14 +278,21 @@ def _counting_stream(connection: Any, counting: type[CountingStream]) -> Countin
         return stream
 
 
-def _start(connection: object, counting: type[CountingStream]) -> Started:
-    """What a request notes as it starts on ``connection``.  Never raises: a connection we
-    cannot count is never replayed from, and is sent on as is."""
+#: A request on a connection that has not returned a response: never replayed.
+_FRESH = Started(False, None, 0)
+
+
+def _start(connection: object, counting: type[CountingStream], multiplexed: bool) -> Started:
+    """What a request notes as it starts on ``connection`` (``multiplexed``: HTTP/2).  Never
+    raises: a connection we cannot count is never replayed from, and is sent on as is."""
+    reused = _was_served(connection)
+    if not reused and not multiplexed:
+        return _FRESH
     try:
         stream = _counting_stream(connection, counting)
     except Exception:
-        return Started(False, None, 0)
-    return Started(_was_served(connection), stream, 0 if stream is None else stream.received)
+        return _FRESH
+    return Started(reused, stream, 0 if stream is None else stream.received)
 
 
 def _served_response(connection: object, stream: CountingStream | None, response: Any) -> None:
@@ -282,10 +300,12 @@ def _served_response(connection: object, stream: CountingStream | None, response
     given back as the library made it (the inner stream, not our counting one)."""
     _mark_served(connection)
     if stream is not None:
-        with contextlib.suppress(Exception):
+        try:
             extensions = response.extensions
             if extensions.get("network_stream") is stream:
                 extensions["network_stream"] = stream.stream
+        except Exception:  # not httpcore's Response: nothing of ours to give back
+            pass
 
 
 def _sent_by_pool(pools: frozenset[Any]) -> bool:
@@ -347,8 +367,11 @@ def _replay(
         return False
 
 
-def _connection_wrapper(errors: Errors, pools: frozenset[Any], is_async: bool) -> Wrapper:
-    """The wrapper of a connection's send (``handle_request`` or its async twin).
+def _connection_wrapper(
+    errors: Errors, pools: frozenset[Any], is_async: bool, multiplexed: bool
+) -> Wrapper:
+    """The wrapper of a connection's send (``handle_request`` or its async twin); ``multiplexed``
+    for HTTP/2 connections.
 
     Both twins answer a failure the same way (``hand_back``); only the ``await`` is theirs.
     """
@@ -369,7 +392,7 @@ def _connection_wrapper(errors: Errors, pools: frozenset[Any], is_async: bool) -
     def keepalive_replay(
         wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        started = _start(instance, counting)
+        started = _start(instance, counting, multiplexed)
         try:
             response = wrapped(*args, **kwargs)
         except Exception as exc:
@@ -381,7 +404,7 @@ def _connection_wrapper(errors: Errors, pools: frozenset[Any], is_async: bool) -
     async def async_keepalive_replay(
         wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        started = _start(instance, counting)
+        started = _start(instance, counting, multiplexed)
         try:
             response = await wrapped(*args, **kwargs)
         except Exception as exc:
@@ -453,8 +476,10 @@ def patch(module: ModuleType) -> None:
             getattr(module, "__version__", "(unknown version)"),
         )
         return
-    connections = [(getattr(module, name, None), attribute) for name, attribute in CONNECTIONS]
-    if not any(isinstance(cls, type) for cls, _ in connections):
+    connections = [
+        (getattr(module, name, None), attribute, "HTTP2" in name) for name, attribute in CONNECTIONS
+    ]
+    if not any(isinstance(cls, type) for cls, _, _ in connections):
         return  # no connection classes: nothing here sends a request
     try:
         errors = Errors(module)
@@ -468,9 +493,10 @@ def patch(module: ModuleType) -> None:
         )
         return
     pools = _pool_code(module)
-    for cls, attribute in connections:
+    for cls, attribute, multiplexed in connections:
         if isinstance(cls, type):  # without h2, HTTP2Connection is a stand-in: not wrapped
-            wrapper = _connection_wrapper(errors, pools, is_async="async" in attribute)
+            is_async = "async" in attribute
+            wrapper = _connection_wrapper(errors, pools, is_async, multiplexed)
             _patcher.wrap(cls, attribute, fixed(wrapper))
     log_once(
         "replay:patched:" + library,

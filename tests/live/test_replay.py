@@ -307,13 +307,17 @@ def test_a_keyed_post_expecting_100_continue_is_sent_once(
     assert server.connections_of("POST") == [1, 1]
 
 
-def test_the_caller_reads_the_network_stream_httpcore_made(lib: ModuleType) -> None:
+@pytest.mark.parametrize("http2", [False, True], ids=["http1", "http2"])
+def test_the_caller_reads_the_network_stream_httpcore_made(lib: ModuleType, http2: bool) -> None:
     """Counting the bytes a connection reads does not show: a response's ``network_stream``
     extension is the library's own stream, on a fresh and on a reused connection."""
     core = importlib.import_module(CORES[lib.__name__])
-    with DyingServer(answered=3) as server, lib.Client() as client:
-        streams = [client.get(server.url).extensions["network_stream"] for _ in range(2)]
-    assert streams[0] is streams[1]
+    if http2:
+        pytest.importorskip("h2")
+    server = DyingH2Server(answered=3) if http2 else DyingServer(answered=3)
+    with server, lib.Client(http1=not http2, http2=http2) as client:
+        streams = [client.get(server.url).extensions["network_stream"] for _ in range(3)]
+    assert streams[0] is streams[1] is streams[2]
     assert type(streams[0]).__module__.startswith(core.__name__ + "._backends")
 
 

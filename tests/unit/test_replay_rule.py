@@ -137,6 +137,12 @@ class Chunks:
     def close(self) -> None:
         self.closed = True
 
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.written = buffer
+
+    def get_extra_info(self, info: str) -> object:
+        return f"info:{info}"
+
 
 def test_a_byte_read_since_the_mark_means_something_arrived(core: ModuleType) -> None:
     errors = replay.Errors(core)
@@ -161,8 +167,11 @@ def test_the_counting_stream_is_the_inner_stream_but_for_the_count() -> None:
     inner = Chunks(b"abc")
     stream = replay.CountingStream(inner)
     assert stream.read(10) == b"abc"
+    stream.write(b"GET / HTTP/1.1\r\n\r\n", timeout=1.0)
+    assert stream.get_extra_info("is_readable") == "info:is_readable"
     stream.close()
     assert (stream.received, inner.closed, stream.chunks) == (3, True, [])
+    assert inner.written == b"GET / HTTP/1.1\r\n\r\n"
 
 
 def test_the_async_counting_stream_counts_the_same() -> None:
