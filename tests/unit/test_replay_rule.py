@@ -10,6 +10,7 @@ import errno
 import socket
 from collections.abc import Iterator
 from types import ModuleType
+from typing import Any
 
 import h11
 import pytest
@@ -223,3 +224,44 @@ def test_the_library_errors_are_found_where_the_rule_expects_them(core: ModuleTy
     errors = replay.Errors(core)
     assert errors.not_available is core.ConnectionNotAvailable
     assert errors.broken == (core.ReadError, core.WriteError)
+
+
+# -- rule 1 is decided when the request starts --------------------------------------------------
+
+
+class Connection:
+    """Stands for an httpcore connection: the rule reads only its network stream."""
+
+    def __init__(self) -> None:
+        self._network_stream = Chunks()
+
+
+def pool_send(send: Any, connection: Connection, request: object) -> Any:
+    """Stands for a pool's send: the wrapper hands a request back only to a pool."""
+    return send(connection, request)
+
+
+@pytest.mark.parametrize("served_before", [False, True], ids=["fresh", "reused"])
+def test_reused_is_what_the_connection_was_when_the_request_started(
+    core: ModuleType, served_before: bool
+) -> None:
+    """A request that started on an HTTP/2 connection before its first response is not replayed
+    when the connection dies, even though by then another stream's response had come back."""
+    wrapper = replay._connection_wrapper(
+        replay.Errors(core), frozenset({pool_send.__code__}), is_async=False, multiplexed=True
+    )
+    connection = Connection()
+    if served_before:
+        replay._mark_served(connection)
+    request = core.Request("GET", "http://127.0.0.1/")
+
+    def send(instance: Connection, request: object) -> Any:
+        replay._mark_served(instance)  # another stream's response returned meanwhile
+        raise core.RemoteProtocolError("Server disconnected")
+
+    def wrapped(request: object) -> Any:
+        return send(connection, request)
+
+    expected = core.ConnectionNotAvailable if served_before else core.RemoteProtocolError
+    with pytest.raises(expected):
+        pool_send(lambda c, r: wrapper(wrapped, c, (r,), {}), connection, request)
