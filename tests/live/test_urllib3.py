@@ -167,6 +167,16 @@ CALLER_CASES = {
         theirs(SO_KEEPALIVE=1, TCP_KEEPIDLE=77),
         0,
     ),
+    "own timing alone": (  # a timing does nothing with keepalive off: they asked for it on
+        {"socket_options": [(TCP, socket.TCP_KEEPIDLE, 77)]},
+        theirs(SO_KEEPALIVE=1, TCP_KEEPIDLE=77),
+        0,
+    ),
+    "own timing, keepalive off": (
+        {"socket_options": [(TCP, socket.TCP_KEEPIDLE, 77), KEEPALIVE_OFF]},
+        theirs(TCP_KEEPIDLE=77),
+        0,
+    ),
 }
 
 
