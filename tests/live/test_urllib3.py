@@ -316,6 +316,27 @@ def test_generator_error_reaches_the_caller(origin: CountingOrigin) -> None:
         attempt()
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_generator_error_reaches_the_caller_from_connect(origin: CountingOrigin) -> None:
+    """Given to a connection, the generator is read at the first connect, patched or not
+    (unpatched, urllib3 leaves the socket it made for it unclosed: the warning filtered)."""
+
+    def broken() -> Iterator[tuple[int, int, int]]:
+        raise LookupError("the caller's own")
+        yield NODELAY  # pragma: no cover
+
+    for patched in (True, False):
+        if not patched:
+            keepalive_patch.remove()
+        connection = urllib3.connection.HTTPConnection(
+            origin.host, origin.port, socket_options=broken()
+        )
+        with pytest.raises(LookupError, match="the caller's own"):
+            connection.connect()
+        connection.close()
+    assert origin.peers == []
+
+
 def test_options_assigned_after_construction_are_theirs(origin: CountingOrigin) -> None:
     connection = urllib3.connection.HTTPConnection(origin.host, origin.port)
     connection.socket_options = [KEEPALIVE_OFF]
