@@ -46,13 +46,6 @@ CLASSES = ("HTTPConnection", "HTTPSConnection")
 _patcher = Patcher()
 
 
-class _Merged(list):  # type: ignore[type-arg]
-    """The options a connection holds while it connects: a list, marked as ours, so a
-    ``connect`` that calls another wrapped ``connect`` (a subclass's ``super()``) merges once."""
-
-    __slots__ = ()
-
-
 #: A connection whose options were a caller's iterator -> (that iterator, what it gave).
 _read: weakref.WeakKeyDictionary[Any, tuple[Any, list[Any]]] = weakref.WeakKeyDictionary()
 
@@ -62,7 +55,7 @@ def _connect_with_keepalive(
 ) -> Any:
     """Connect with ours merged into the connection's options, then put its own value back."""
     try:
-        own = vars(instance).get("socket_options", _ABSENT)
+        own = instance.__dict__.get("socket_options", _ABSENT)
         options = _options_for(instance)
     except CallerError as caller_error:
         raise caller_error.error from None
@@ -91,14 +84,18 @@ def _connect_with_keepalive(
 _ABSENT = object()
 
 
-def _options_for(connection: Any) -> _Merged | None:
-    """The options ``connection`` should connect with; ``None`` to leave it as it is."""
+def _options_for(connection: Any) -> list[Any] | None:
+    """The options ``connection`` should connect with; ``None`` to leave it as it is.
+
+    A ``connect`` that reaches another wrapped one (a subclass calling both bases) merges the
+    merged list again, which adds nothing: every option in it is set by then.
+    """
     given = getattr(connection, "socket_options", None)
-    if given is None or type(given) is _Merged:  # "no options", or merged already (super())
+    if given is None:  # urllib3's "no options"
         return None
     if isinstance(given, (list, tuple)):
         merged = _merged(given)
-        return None if merged is None else _Merged(merged)
+        return None if merged is None else list(merged)
     if isinstance(given, (str, bytes)) or not isinstance(given, Iterable):
         return None  # not options urllib3 could set either: not ours to read
     earlier = _read.get(connection)
@@ -112,7 +109,7 @@ def _options_for(connection: Any) -> _Merged | None:
         with contextlib.suppress(TypeError):  # a class that cannot be weakly referenced
             _read[connection] = (given, theirs)
     merged = _merged(theirs)  # what it gave is used even if merging fails: it is spent
-    return _Merged(theirs if merged is None else merged)
+    return list(theirs if merged is None else merged)
 
 
 #: (the ``InForce`` the results were merged with, {caller's options: merged}).  One connection

@@ -123,6 +123,17 @@ def test_timings_alone_where_the_kernel_rejected_so_keepalive() -> None:
     assert options.merge([idle], LINUX_OURS[1:]) == [idle, USER_TIMEOUT]
 
 
+@pytest.mark.parametrize(
+    "given",
+    [[], [ON], [OFF], [(TCP, socket.TCP_KEEPIDLE, 99)], [ON, (TCP, socket.TCP_KEEPCNT, 2)]],
+    ids=["nothing", "bare on", "off", "a timing", "on and a timing"],
+)
+def test_merging_a_merged_list_again_adds_nothing(given: list[options.SocketOption]) -> None:
+    """urllib3's hook may meet its own merged list (a ``connect`` reaching another)."""
+    once = options.merge(given, LINUX_OURS)
+    assert options.merge(once, LINUX_OURS) == once
+
+
 def test_probe_keeps_what_the_kernel_accepts() -> None:
     wanted = options.keepalive_options(SETTINGS)
     result = options.probe(wanted)
