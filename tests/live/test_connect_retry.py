@@ -12,7 +12,7 @@ connect retry does" quotes.
   application's own ``Retry`` still logs it); the ``keepalive_patch`` logger says it at DEBUG.
 
 Elapsed times are checked only as "about twice": each attempt must wait out its timeout (a lower
-bound), and the upper bounds leave a second of slack for a loaded machine.
+bound), and the upper bounds only rule out one more attempt.
 """
 
 from __future__ import annotations
@@ -44,14 +44,20 @@ NOWHERE = "keepalive-patch-retry.test"
 pytestmark = pytest.mark.usefixtures("no_proxy_env")
 
 
+#: When the last GET below was sent (after its client was built, which is not timed).
+sent: list[float] = []
+
+
 def requests_get(url: str) -> None:
     with requests.Session() as session:
+        sent.append(time.monotonic())
         session.get(url, timeout=(CONNECT_TIMEOUT, 5))
 
 
 def httpx_get(lib: ModuleType) -> Callable[[str], None]:
     def get(url: str) -> None:
         with lib.Client(timeout=lib.Timeout(5.0, connect=CONNECT_TIMEOUT)) as client:
+            sent.append(time.monotonic())
             client.get(url)
 
     return get
@@ -74,9 +80,8 @@ def test_a_connect_timeout_is_waited_out_twice(get: Callable[[str], None]) -> No
     def attempt() -> tuple[BaseException, int, float]:
         with CountingOrigin(listen=False, backlog=0) as origin, full_backlog(origin.listener):
             with watch_connects(origin.address) as connects:
-                started = time.monotonic()
                 error = raised(lambda: get(origin.url))
-                elapsed = time.monotonic() - started
+                elapsed = time.monotonic() - sent[-1]
             assert origin.requests == []
             return error, connects.count, elapsed
 
@@ -84,7 +89,9 @@ def test_a_connect_timeout_is_waited_out_twice(get: Callable[[str], None]) -> No
         with_and_without_shim(attempt)
     )
     assert (count, unpatched_count) == (2, 1)
-    assert 2 * CONNECT_TIMEOUT <= elapsed < 2 * CONNECT_TIMEOUT + 1.0
+    # Each attempt waits out the whole timeout: the lower bounds are the figures; the upper ones
+    # only say "not one more attempt", with room for a loaded machine.
+    assert 2 * CONNECT_TIMEOUT <= elapsed < 3 * CONNECT_TIMEOUT
     assert CONNECT_TIMEOUT <= unpatched_elapsed < 2 * CONNECT_TIMEOUT
     assert type(error) is type(unpatched)
     assert "Timeout" in type(error).__name__
