@@ -60,13 +60,7 @@ def _connect_with_keepalive(
     except CallerError as caller_error:
         raise caller_error.error from None
     except Exception:
-        log_once(
-            "error:" + LABEL,
-            WARNING,
-            "keepalive-patch failed to add keepalive options to a %s; leaving it unchanged",
-            LABEL,
-            exc_info=True,
-        )
+        _log_failure()
         return wrapped(*args, **kwargs)
     if options is None:
         return wrapped(*args, **kwargs)
@@ -108,8 +102,22 @@ def _options_for(connection: Any) -> list[Any] | None:
             raise CallerError(exc) from exc
         with contextlib.suppress(TypeError):  # a class that cannot be weakly referenced
             _read[connection] = (given, theirs)
-    merged = _merged(theirs)  # what it gave is used even if merging fails: it is spent
+    try:
+        merged = _merged(theirs)
+    except Exception:  # what it gave is used even if merging fails: the iterator is spent
+        _log_failure()
+        merged = None
     return list(theirs if merged is None else merged)
+
+
+def _log_failure() -> None:
+    log_once(
+        "error:" + LABEL,
+        WARNING,
+        "keepalive-patch failed to add keepalive options to a %s; leaving it unchanged",
+        LABEL,
+        exc_info=True,
+    )
 
 
 #: (the ``InForce`` the results were merged with, {caller's options: merged}).  One connection

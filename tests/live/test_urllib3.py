@@ -507,6 +507,22 @@ def test_internal_failure_leaves_the_connection_as_urllib3_made_it(
     assert len(failures) == 1, "logged once, not per connection"
 
 
+def test_internal_failure_keeps_what_a_generator_gave(
+    origin: CountingOrigin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The generator is spent by then: the connection still gets what it gave."""
+    connection = urllib3.connection.HTTPConnection(
+        origin.host, origin.port, socket_options=iter([KEEPALIVE_OFF, NODELAY])
+    )
+    break_sockopts(monkeypatch, "in_force")
+    try:
+        assert body_of(connection) == b"ok"
+        assert options_of(origin.peers[-1]) == theirs()
+        assert nodelay_of(origin.peers[-1]) == 1
+    finally:
+        connection.close()
+
+
 def test_probe_drops_rejected_option_end_to_end(
     origin: CountingOrigin, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
