@@ -96,38 +96,34 @@ class Unreadable(Exception):
 # pidfd_getfd(2) has no wrapper in Python (nor in older glibc), so it is called through
 # syscall(3).  Since Linux 5.1 new system calls have one number on every architecture (438 for
 # pidfd_getfd, 434 for pidfd_open), offset on the few that number their tables differently:
-# alpha +110, the MIPS ABIs +4000 / +5000 / +6000, and x32 with its ABI bit.
+# alpha +110, the MIPS ABIs (o32 +4000, n64 +5000, n32 +6000), and x32 with its ABI bit.  The
+# interpreter's own ABI (``sys.implementation._multiarch``, e.g. ``x86_64-linux-gnux32``) tells
+# them apart where the kernel's machine name cannot (a 32-bit interpreter on a 64-bit kernel).
 _PIDFD_GETFD = 438
 
 
-def _pidfd_getfd_number() -> int | None:
+def pidfd_getfd_number() -> int:
+    """``pidfd_getfd``'s system call number for this interpreter's ABI."""
     machine = os.uname().machine
+    abi = getattr(sys.implementation, "_multiarch", "")
     if machine == "alpha":
         return _PIDFD_GETFD + 110
     if machine.startswith("mips"):
-        return None  # o32 / n32 / n64 cannot be told apart from here: use /proc
-    if machine == "x86_64" and struct.calcsize("P") == 4:
-        return _PIDFD_GETFD | 0x40000000  # x32
+        offset = 5000 if abi.endswith("abi64") else 6000 if abi.endswith("abin32") else 4000
+        return _PIDFD_GETFD + offset
+    if abi.endswith("gnux32"):
+        return _PIDFD_GETFD | 0x40000000
     return _PIDFD_GETFD
-
-
-_syscall: Any = None
 
 
 def pidfd_getfd(pidfd: int, fd: int) -> int:
     """A descriptor of this process for the target's ``fd`` (close-on-exec); raises OSError."""
-    global _syscall
-    number = _pidfd_getfd_number()
-    if number is None:
-        raise OSError(errno.ENOSYS, "no known pidfd_getfd number for this architecture")
-    if _syscall is None:
-        import ctypes
-
-        _syscall = ctypes.CDLL(None, use_errno=True).syscall
-        _syscall.restype = ctypes.c_long
     import ctypes
 
-    result = int(_syscall(ctypes.c_long(number), ctypes.c_int(pidfd), ctypes.c_int(fd), 0))
+    syscall = ctypes.CDLL(None, use_errno=True).syscall
+    syscall.restype = ctypes.c_long
+    number = ctypes.c_long(pidfd_getfd_number())
+    result = int(syscall(number, ctypes.c_int(pidfd), ctypes.c_int(fd), ctypes.c_uint(0)))
     if result < 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))
@@ -424,6 +420,18 @@ def _command(pid: int) -> str:
     return " ".join(word.decode(errors="replace") for word in words)
 
 
+def _thread_group(pid: int) -> int | None:
+    """The process a thread ID belongs to (``/proc`` answers for thread IDs too)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Tgid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def _zombie(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
@@ -452,18 +460,17 @@ def read_process(pid: int, proc_only: bool = False) -> Process:
 
 def _read_into(process: Process, proc_only: bool) -> None:
     pid = process.pid
+    group = _thread_group(pid)
+    if group is not None and group != pid:
+        raise Unreadable(
+            f"PID {pid} is a thread of process {group}, not a process: inspect {group}"
+        )
     try:
         pidfd: int | None = os.pidfd_open(pid)
     except ProcessLookupError:
         raise Unreadable(f"PID {pid}: no such process") from None
-    except OSError as exc:
-        if exc.errno == errno.EINVAL and os.path.isdir(f"/proc/{pid}"):
-            raise Unreadable(
-                f"PID {pid} is a thread, not a process: give its process's PID"
-            ) from None
+    except OSError:
         pidfd = None  # Linux < 5.3: read /proc alone (the PID cannot be pinned)
-    except AttributeError:  # pragma: no cover - os.pidfd_open is missing on Python < 3.9 only
-        pidfd = None
     try:
         _read_pinned(process, pidfd, proc_only)
     finally:
@@ -517,6 +524,9 @@ def _read_pinned(process: Process, pidfd: int | None, proc_only: bool) -> None:
 
 
 def _gone(pid: int, pidfd: int | None) -> Unreadable:
+    """Why a process vanished: reaped, exited during the read, or a zombie all along."""
+    if _zombie(pid):
+        return Unreadable(f"PID {pid} has exited (a zombie its parent has not reaped yet)")
     if pidfd is None and not os.path.isdir(f"/proc/{pid}"):
         return Unreadable(f"PID {pid}: no such process (it may have exited while being read)")
     return Unreadable(f"PID {pid} exited while being read")
