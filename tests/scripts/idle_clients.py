@@ -11,18 +11,21 @@ saw, and waits until its standard input is closed.
 ``--own-policy``: each client is given the caller's own keepalive policy, anthropic-style
 (``SO_KEEPALIVE`` 1, idle 60 s, interval 60 s, 5 probes), through the library's own way of
 taking socket options (httpx ``socket_options``, urllib3's through a requests adapter,
-aiohttp's ``socket_factory``).  It knows nothing of keepalive-patch.
+aiohttp's ``socket_factory``); a library too old to take them (httpx < 0.25, aiohttp < 3.12)
+is left out.  It knows nothing of keepalive-patch.
 """
 
 import asyncio
 import http.server
-import importlib.util
+import importlib
+import inspect
 import json
 import os
 import socket
 import stat
 import sys
 import threading
+from importlib.util import find_spec
 from typing import Any
 
 from http_app import NAMES, Handler
@@ -114,6 +117,25 @@ def options_at(local: tuple[str, int]) -> dict[str, Any]:
     raise SystemExit(f"no socket of this process has the local address {local}")
 
 
+#: library -> (class, parameter) through which it takes a caller's own socket options.
+OWN_WAY = {
+    "httpx": ("HTTPTransport", "socket_options"),
+    "requests": ("Session", ""),
+    "aiohttp": ("TCPConnector", "socket_factory"),
+}
+
+
+def usable(name: str, own: bool) -> bool:
+    """Whether ``name`` is installed and, for ``--own-policy``, takes socket options."""
+    if find_spec(name) is None:
+        return False
+    cls, parameter = OWN_WAY[name]
+    if not own or not parameter:
+        return True
+    signature = inspect.signature(getattr(importlib.import_module(name), cls).__init__)
+    return parameter in signature.parameters
+
+
 def main() -> None:
     own = "--own-policy" in sys.argv
     clients: list[Any] = []
@@ -123,11 +145,11 @@ def main() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/"
     try:
-        if importlib.util.find_spec("httpx"):
+        if usable("httpx", own):
             clients.append(httpx_client(url, own))
-        if importlib.util.find_spec("requests"):
+        if usable("requests", own):
             clients.append(requests_session(url, own))
-        if importlib.util.find_spec("aiohttp"):
+        if usable("aiohttp", own):
             clients.append(loop.run_until_complete(aiohttp_session(url, own)))
         report = {
             "pid": os.getpid(),
