@@ -34,6 +34,7 @@ its keepalive timer runs.  Accepted ("inbound") connections and listeners are li
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import json
 import os
@@ -76,8 +77,8 @@ STATES = {
     12: "NEW_SYN_RECV",
 }
 
-#: Forces the ``/proc`` reading, as ``--proc-only`` does (for tests that run the command through
-#: launchers that take no flags).  Not a setting: nothing but tests should need it.
+#: Forces the ``/proc`` reading as ``--proc-only`` does, for tests; not a setting (it is not in
+#: ``config.TABLE``, and nothing but a test should need it).
 PROC_ONLY_VAR = "_KEEPALIVE_PATCH_INSPECT_PROC_ONLY"
 #: Test hook: a FIFO opened (blocking until a writer comes) between listing a process's
 #: descriptors and reading them, so a test can end the process at exactly that point.
@@ -116,14 +117,22 @@ def pidfd_getfd_number() -> int:
     return _PIDFD_GETFD
 
 
-def pidfd_getfd(pidfd: int, fd: int) -> int:
-    """A descriptor of this process for the target's ``fd`` (close-on-exec); raises OSError."""
+@functools.cache
+def _syscall() -> Any:
+    """libc's ``syscall(3)``, loaded once."""
     import ctypes
 
     syscall = ctypes.CDLL(None, use_errno=True).syscall
     syscall.restype = ctypes.c_long
+    return syscall
+
+
+def pidfd_getfd(pidfd: int, fd: int) -> int:
+    """A descriptor of this process for the target's ``fd`` (close-on-exec); raises OSError."""
+    import ctypes
+
     number = ctypes.c_long(pidfd_getfd_number())
-    result = int(syscall(number, ctypes.c_int(pidfd), ctypes.c_int(fd), ctypes.c_uint(0)))
+    result = int(_syscall()(number, ctypes.c_int(pidfd), ctypes.c_int(fd), ctypes.c_uint(0)))
     if result < 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))
