@@ -85,11 +85,12 @@ class Target:
             stderr=subprocess.PIPE,
             text=True,
         )
-        assert self.process.stdout is not None
+        assert self.process.stdout is not None and self.process.stderr is not None
         line = self.process.stdout.readline()
-        if not line:
+        if not line:  # it ended early: say why
+            error = self.process.stderr.read()
             self.stop()
-            raise AssertionError(f"{command} printed nothing: {self.process.stderr}")
+            raise AssertionError(f"{command} printed nothing:\n{error}")
         self.view: dict[str, Any] = json.loads(line)
         self.pid: int = self.view["pid"]
 
