@@ -511,6 +511,6 @@ def unpatch() -> None:
     _patcher.unwrap_all()
 
 
-def patched_classes() -> list[type]:
-    """The classes with a replay wrapper now."""
-    return _patcher.classes()
+def wrapped() -> list[tuple[type, str, Any]]:
+    """(class, attribute, original) of every connection send with a replay wrapper now."""
+    return _patcher.wrapped()

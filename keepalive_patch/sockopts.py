@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Tuple  # noqa: UP035 - a runt
 
 from keepalive_patch import config
 from keepalive_patch._log import WARNING, log_once
+from keepalive_patch._wrapping import CallerError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -137,6 +138,22 @@ def _compute() -> InForce:
         else:
             _cache = (generation, state)
         return state
+
+
+def read_once(given: Any) -> list[Any] | tuple[Any, ...] | None:
+    """The caller's ``socket_options`` as a sequence we may read as often as we like.
+
+    A list or tuple (or ``None``) is returned as it is; anything else (a generator) is read here,
+    once, and what reading it raises is the caller's own error: it is raised as
+    ``CallerError``, which the wrappers hand to the caller as without the shim, since the
+    generator is spent and calling the original again could not reproduce it.
+    """
+    if given is None or isinstance(given, (list, tuple)):
+        return given
+    try:
+        return list(given)
+    except Exception as exc:
+        raise CallerError(exc) from exc
 
 
 def merge(

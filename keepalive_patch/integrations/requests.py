@@ -35,6 +35,8 @@ from keepalive_patch import sockopts
 from keepalive_patch._log import DEBUG, INFO, WARNING, log_once, logger
 from keepalive_patch._wrapping import InitPlan, Patcher, class_to_patch, parameter_names
 
+__all__ = ["patch", "unpatch", "wrapped"]  # the contract: integrations/__init__.py
+
 if TYPE_CHECKING:
     from types import ModuleType
 
@@ -162,6 +164,6 @@ def unpatch() -> None:
     logging.getLogger(URLLIB3_POOL_LOGGER).removeFilter(_records_filter)
 
 
-def original_init(cls: type) -> Any:
-    """The ``__init__`` a patched adapter class had before us."""
-    return _patcher.original(cls)
+def wrapped() -> list[tuple[type, str, Any]]:
+    """(class, attribute, original) of every method this integration wraps now."""
+    return _patcher.wrapped()

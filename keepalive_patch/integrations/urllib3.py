@@ -36,6 +36,8 @@ from keepalive_patch import sockopts
 from keepalive_patch._log import INFO, WARNING, log_once
 from keepalive_patch._wrapping import CallerError, Patcher, fixed
 
+__all__ = ["patch", "unpatch", "wrapped"]  # the contract: integrations/__init__.py
+
 if TYPE_CHECKING:
     from types import ModuleType
 
@@ -96,10 +98,7 @@ def _options_for(connection: Any) -> list[Any] | None:
     if earlier is not None and earlier[0] is given:
         theirs = earlier[1]
     else:
-        try:  # a caller's iterator: read once, here; what goes wrong reading it is theirs
-            theirs = list(given)
-        except Exception as exc:
-            raise CallerError(exc) from exc
+        theirs = list(sockopts.read_once(given) or [])  # a caller's iterator: read once, here
         with contextlib.suppress(TypeError):  # a class that cannot be weakly referenced
             _read[connection] = (given, theirs)
     try:
@@ -178,6 +177,6 @@ def unpatch() -> None:
     _patcher.unwrap_all()
 
 
-def patched_classes() -> list[type]:
-    """The connection classes wrapped now."""
-    return _patcher.classes()
+def wrapped() -> list[tuple[type, str, Any]]:
+    """(class, attribute, original) of every method this integration wraps now."""
+    return _patcher.wrapped()

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from support.faults import break_sockopts, offer_extra_option, raised, with_and_without_shim
-from support.libs import takes_socket_options
+from support.libs import original_of, takes_socket_options
 from support.sockets import expected, fetch, kernel_defaults, live_socket, read_options
 
 import keepalive_patch
@@ -149,7 +149,7 @@ def version_tuple(lib: types.ModuleType) -> tuple[int, ...]:
 def positional_call(lib: types.ModuleType, **given: Any) -> list[Any]:
     """Arguments for ``lib.HTTPTransport`` given positionally, in the INSTALLED signature's order,
     up to the last of ``given`` the signature has; the defaults fill the places before it."""
-    parameters = list(inspect.signature(patch.original_init(lib.HTTPTransport)).parameters.values())
+    parameters = list(inspect.signature(original_of(patch, lib.HTTPTransport)).parameters.values())
     parameters = parameters[1:]  # self
     names = [p.name for p in parameters]
     last = max(names.index(name) for name in given if name in names)
@@ -160,7 +160,7 @@ def positional_call(lib: types.ModuleType, **given: Any) -> list[Any]:
 
 def test_installed_positional_order(lib: types.ModuleType) -> None:
     """The order the positional tests below rely on is the one the wrapper binds against."""
-    names = list(inspect.signature(patch.original_init(lib.HTTPTransport)).parameters)[1:]
+    names = list(inspect.signature(original_of(patch, lib.HTTPTransport)).parameters)[1:]
     if lib.__name__ == "httpx2" or version_tuple(lib) >= (0, 28):
         assert names[: len(ORDER_028)] == ORDER_028
     else:
@@ -288,7 +288,7 @@ def test_internal_failure_falls_back_to_original(
 
 def test_remove_restores_exact_originals(lib: types.ModuleType, http_url: str) -> None:
     originals = {
-        cls: patch.original_init(cls) for cls in (lib.HTTPTransport, lib.AsyncHTTPTransport)
+        cls: original_of(patch, cls) for cls in (lib.HTTPTransport, lib.AsyncHTTPTransport)
     }
     keepalive_patch.remove()
     assert not keepalive_patch.is_applied()

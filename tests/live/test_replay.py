@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import pytest
 from support.dying_servers import DyingH2Server, DyingServer, Seen
+from support.libs import original_of, wrapped_classes
 from support.proxies import HTTPProxyServer, LoopbackServer, Socks5ProxyServer
 
 import keepalive_patch
@@ -352,10 +353,10 @@ def test_off_from_the_start_wraps_nothing(lib: ModuleType, monkeypatch: pytest.M
     keepalive_patch.remove()
     monkeypatch.setenv("KEEPALIVE_PATCH_REPLAY", "0")
     keepalive_patch.apply()
-    assert replay.patched_classes() == []
+    assert wrapped_classes(replay) == []
     monkeypatch.delenv("KEEPALIVE_PATCH_REPLAY")
     keepalive_patch.apply()  # on again: the libraries already imported are patched now
-    assert core.HTTP11Connection in replay.patched_classes()
+    assert core.HTTP11Connection in wrapped_classes(replay)
 
 
 def test_remove_restores_the_original_methods(lib: ModuleType) -> None:
@@ -364,7 +365,7 @@ def test_remove_restores_the_original_methods(lib: ModuleType) -> None:
         (core.HTTP11Connection, "handle_request"),
         (core.AsyncHTTP11Connection, "handle_async_request"),
     ]
-    originals = [replay._patcher.original(cls, name) for cls, name in wrapped]
+    originals = [original_of(replay, cls, name) for cls, name in wrapped]
     keepalive_patch.remove()
     try:
         assert [cls.__dict__[name] for cls, name in wrapped] == originals
@@ -576,7 +577,7 @@ def test_old_httpcore_is_left_alone() -> None:
     if replay.supported(core):
         pytest.skip(f"httpcore {core.__version__} replays; this is for httpcore < 1.0.3")
     httpx = pytest.importorskip("httpx")
-    assert not any(cls.__module__.startswith("httpcore.") for cls in replay.patched_classes())
+    assert not any(cls.__module__.startswith("httpcore.") for cls in wrapped_classes(replay))
     with DyingServer() as server:
         first, second = exchange(httpx, "sync", server.url, twice())
     assert (first, type(second)) == (200, httpx.RemoteProtocolError)

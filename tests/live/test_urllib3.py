@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import pytest
 from support.client_sockets import nodelay_of, options_of
 from support.faults import break_sockopts, offer_extra_option
+from support.libs import original_of, wrapped_classes
 from support.origins import CountingOrigin
 from support.procs import PYTHON, clean_env, run_python
 from support.proxies import HTTPProxyServer, OriginServer, Socks5ProxyServer
@@ -541,12 +542,12 @@ WRAPPED = [urllib3.connection.HTTPConnection, urllib3.connection.HTTPSConnection
 
 
 def test_remove_restores_the_exact_original(origin: CountingOrigin) -> None:
-    originals = {cls: integration._patcher.original(cls, "connect") for cls in WRAPPED}
+    originals = {cls: original_of(integration, cls, "connect") for cls in WRAPPED}
     keepalive_patch.remove()
     for cls, original in originals.items():
         assert cls.__dict__["connect"] is original
         assert inspect.isfunction(original)
-    assert integration.patched_classes() == []
+    assert wrapped_classes(integration) == []
     keepalive_patch.apply()
     with urllib3.PoolManager() as manager:
         get(manager, origin.url)
@@ -559,13 +560,13 @@ def test_patch_is_idempotent() -> None:
     for cls in WRAPPED:
         connect = cls.__dict__["connect"]
         assert inspect.isfunction(connect.__wrapped__), "exactly one layer of wrapping"
-    assert integration.patched_classes() == WRAPPED
+    assert wrapped_classes(integration) == WRAPPED
 
 
 def test_skip_leaves_urllib3_alone(origin: CountingOrigin) -> None:
     """Only the library's name skips it (a module name is unknown: ``live/test_skip.py``)."""
     keepalive_patch.apply(skip=["urllib3"])
-    assert integration.patched_classes() == []
+    assert wrapped_classes(integration) == []
     with urllib3.PoolManager() as manager:
         get(manager, origin.url)
         assert options_of(origin.peers[-1]) == kernel_defaults()
@@ -574,7 +575,7 @@ def test_skip_leaves_urllib3_alone(origin: CountingOrigin) -> None:
 def test_only_the_two_connects_are_wrapped() -> None:
     """Every other connection class inherits one of them or reaches it through ``super()``:
     wrapping more would merge twice; ``__init__`` is left alone."""
-    assert integration.patched_classes() == WRAPPED
+    assert wrapped_classes(integration) == WRAPPED
     for cls in WRAPPED:
         assert not hasattr(cls.__dict__["__init__"], "__wrapped__")
 
