@@ -13,12 +13,8 @@ import asyncio
 import errno
 import inspect
 import logging
-import os
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,6 +38,7 @@ from support.libs import (  # noqa: E402
     original_of,
     wrapped_classes,
 )
+from support.procs import run_script  # noqa: E402
 from support.proxies import (  # noqa: E402
     HTTPProxyServer,
     LoopbackServer,
@@ -529,18 +526,7 @@ def test_sdk_default_aiohttp_client_gets_keepalive(sdk: str, origin: HeldOrigin)
 def test_fresh_interpreter_patches_aiohttp_lazily() -> None:
     """``import keepalive_patch`` loads neither aiohttp nor this integration; importing aiohttp
     patches it without wrapt, which waits for the first connector (or connect) to use it."""
-    code = (
-        "import sys, asyncio, keepalive_patch\n"
-        "ours = 'keepalive_patch.integrations.aiohttp'\n"
-        "assert not {'aiohttp', ours, 'wrapt'} & set(sys.modules), sys.modules.keys()\n"
-        "import aiohttp\n"
-        "assert ours in sys.modules and 'wrapt' not in sys.modules\n"
-        "from keepalive_patch.integrations.aiohttp import wrapped\n"
-        "assert [cls for cls, _, _ in wrapped()] == [aiohttp.TCPConnector], wrapped()\n"
-    )
-    root = Path(__file__).resolve().parents[2]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEPALIVE_PATCH_")}
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=root, timeout=120, env=env)
+    run_script("aiohttp_lazy.py")
 
 
 @needs_socket_factory

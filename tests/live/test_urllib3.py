@@ -11,9 +11,7 @@ import inspect
 import logging
 import socket
 import ssl
-import types
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -21,7 +19,7 @@ from support.client_sockets import nodelay_of, options_of
 from support.faults import break_sockopts, offer_extra_option
 from support.libs import original_of, wrapped_classes
 from support.origins import CountingOrigin
-from support.procs import PYTHON, clean_env, run_python
+from support.procs import run_script
 from support.proxies import HTTPProxyServer, OriginServer, Socks5ProxyServer
 from support.sockets import expected, kernel_defaults
 
@@ -580,26 +578,7 @@ def test_only_the_two_connects_are_wrapped() -> None:
         assert not hasattr(cls.__dict__["__init__"], "__wrapped__")
 
 
-def test_loaded_lazily_after_urllib3(tmp_path: Path) -> None:
-    """Importing the package loads no urllib3 integration; importing urllib3 does."""
-    code = (
-        "import sys, keepalive_patch\n"
-        "assert 'keepalive_patch.integrations.urllib3' not in sys.modules\n"
-        "import urllib3\n"
-        "assert 'keepalive_patch.integrations.urllib3' in sys.modules\n"
-        "assert 'wrapt' not in sys.modules, 'wrapt waits for the first connection'\n"
-        "connection = urllib3.connection.HTTPConnection('127.0.0.1', 1)\n"
-        "assert 'wrapt' not in sys.modules, 'nor for a connection built'\n"
-        "try:\n"
-        "    connection.connect()\n"
-        "except Exception:\n"
-        "    pass\n"
-        "assert 'wrapt' in sys.modules\n"
-    )
-    run_python([*PYTHON, "-c", code], clean_env(), cwd=tmp_path)
-
-
-def test_the_integration_is_a_module_of_two_functions() -> None:
-    assert isinstance(integration, types.ModuleType)
-    assert callable(integration.patch)
-    assert callable(integration.unpatch)
+def test_loaded_lazily_after_urllib3() -> None:
+    """Importing the package loads no urllib3 integration; importing urllib3 does, and wrapt
+    waits for the first connect."""
+    run_script("urllib3_lazy.py")
