@@ -12,7 +12,8 @@ Prints one JSON line::
 
     {"results": {"httpx": {"options": {...}, "retries": 1}, "requests": ..., "aiohttp": ...},
      "replay": {"requests": 3, "outcome": "ok"},
-     "shim": null | {"applied": true, "file": "..."}, "sys_path": [...]}
+     "shim": null | {"applied": true, "file": "..."}, "sys_path": [...],
+     "wrapt_extension": null | "<the compiled wrapt module loaded, if any>"}
 
 ``shim`` is read from ``sys.modules`` (never imported): what keepalive-patch, if something
 loaded it, says of itself.  ``--log`` sends every log record to stderr (level DEBUG), so the test
@@ -176,6 +177,7 @@ def main() -> None:
             results["aiohttp"] = asyncio.run(with_aiohttp(server))
     report["shim"] = shim()
     report["sys_path"] = sys.path
+    report["wrapt_extension"] = getattr(sys.modules.get("wrapt._wrappers"), "__file__", None)
     print(json.dumps(report))
 
 
