@@ -61,12 +61,37 @@ class BundleError(Exception):
 def default_platforms() -> list[str]:
     """glibc and musl wheels for this machine's architecture.
 
-    ``manylinux_2_28`` also accepts wheels tagged for older glibc (pip expands the tag); a host
-    whose glibc is older than a wheel needs simply fails to load that extension, and wrapt uses
-    its pure-Python implementation there.
+    Each tag also accepts wheels for an older C library (``platform_tags``); a host whose glibc
+    is older than a wheel needs simply fails to load that extension, and wrapt uses its
+    pure-Python implementation there.
     """
     machine = platform.machine() or "x86_64"
     return [f"manylinux_2_28_{machine}", f"musllinux_1_2_{machine}"]
+
+
+def platform_tags(tag: str) -> list[str]:
+    """``tag`` and every older tag of the same C library and architecture, newest first.
+
+    ``pip download --platform`` matches the tags given exactly, and wheels name the oldest
+    library they need (wrapt: ``manylinux_2_5`` and ``manylinux_2_28``; others
+    ``manylinux2014``), so ``manylinux_2_28_x86_64`` is asked as 2.28, 2.27, ... 2.5 and the
+    legacy aliases of 2.17, 2.12 and 2.5 (``manylinux2014``, ``manylinux2010``, ``manylinux1``).
+    """
+    glibc = re.fullmatch(r"manylinux_2_(\d+)_(\w+)", tag)
+    if glibc is not None:
+        newest, arch = int(glibc.group(1)), glibc.group(2)
+        aliases = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+        tags = []
+        for minor in range(newest, 4, -1):
+            tags.append(f"manylinux_2_{minor}_{arch}")
+            if minor in aliases:
+                tags.append(f"{aliases[minor]}_{arch}")
+        return tags
+    musl = re.fullmatch(r"musllinux_1_(\d+)_(\w+)", tag)
+    if musl is not None:
+        newest, arch = int(musl.group(1)), musl.group(2)
+        return [f"musllinux_1_{minor}_{arch}" for minor in range(newest, 0, -1)]
+    return [tag]
 
 
 def wrapt_version() -> str:
@@ -109,6 +134,7 @@ def build(
             staging / "keepalive_patch",
             ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
         )
+        _declare_otel_entry_point(staging / BOOTSTRAP)
         manifest: dict[str, object] = {
             "keepalive_patch": keepalive_patch.__version__,
             "wrapt": wrapt,
@@ -131,6 +157,27 @@ def build(
         file=out,
     )
     return manifest
+
+
+def _declare_otel_entry_point(bootstrap: Path) -> None:
+    """Make the bootstrap directory declare keepalive-patch's OpenTelemetry entry point.
+
+    OTel's ``sitecustomize`` (``opentelemetry-instrument``, the Operator) comes first on
+    ``PYTHONPATH`` and does not run ours, but it loads every ``opentelemetry_instrumentor`` entry
+    point on ``sys.path``: a ``dist-info`` here declares ours, served by ``keepalive_patch_otel``
+    beside it, which borrows the package like our ``sitecustomize``.  Only a bundle has it (an
+    installed keepalive-patch declares the entry point itself).
+    """
+    version = keepalive_patch.__version__
+    dist_info = bootstrap / f"keepalive_patch-{version}.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: keepalive-patch\nVersion: {version}\n"
+    )
+    (dist_info / "entry_points.txt").write_text(
+        "[opentelemetry_instrumentor]\n"
+        "keepalive_patch = keepalive_patch_otel:KeepalivePatchInstrumentor\n"
+    )
 
 
 def _extract(wheel: Path, into: Path) -> list[str]:
@@ -197,8 +244,7 @@ def _download(wrapt: str, python: str, tag: str, into: Path) -> None:
         "cp",
         "--python-version",
         python,
-        "--platform",
-        tag,
+        *(option for each in platform_tags(tag) for option in ("--platform", each)),
         "--dest",
         str(into),
         f"wrapt=={wrapt}",

@@ -5,13 +5,13 @@ reads the options back from live loopback connections.
 """
 
 import glob
-import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.others import run_fleet_app
 from support.procs import (
     DEPENDENCIES,
     PYTHON,
@@ -183,9 +183,7 @@ def another_environment(root: Path) -> Path:
 
 def fleet_app(python: str, hook_dir: "str | Path") -> "tuple[dict[str, Any], str]":
     """``scripts/fleet_app.py`` run by ``python`` with ``PYTHONPATH=hook_dir``: report, log."""
-    command = [python, str(SCRIPTS / "fleet_app.py"), "--log"]
-    result = run_python(command, clean_env(PYTHONPATH=str(hook_dir)), cwd="/")
-    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    report, result = run_fleet_app([python], clean_env(PYTHONPATH=str(hook_dir)))
     return report, result.stderr
 
 

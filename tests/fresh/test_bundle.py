@@ -10,11 +10,11 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 from support import bundles
-from support.procs import SCRIPTS, clean_env, expected, run_python
+from support.others import run_fleet_app
+from support.procs import clean_env, expected, run_python
 
 import keepalive_patch
 from keepalive_patch import bundle
@@ -55,10 +55,9 @@ def test_any_python_is_patched_from_a_read_only_copy(
     """PYTHONPATH alone, a copy moved elsewhere, read-only: live sockets carry the options, the
     server counts the replay, the compiled wrapt of that Python is used, nothing is written."""
     copy = movable_copy(bundle_dir, tmp_path)
-    command = bundles.read_only(copy, [app_python, str(SCRIPTS / "fleet_app.py"), "--log"])
+    command = bundles.read_only(copy, [app_python])
     before = bundles.tree(copy)
-    result = run_python(command, app_env(copy), cwd="/")
-    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    report, result = run_fleet_app(command, app_env(copy))
     assert report["shim"] == {"applied": True, "file": str(copy / "keepalive_patch/__init__.py")}
     assert sorted(report["results"]) == ["aiohttp", "httpx", "requests"]
     for library, got in report["results"].items():
