@@ -22,6 +22,8 @@ from support.procs import clean_env, expected
 
 from keepalive_patch import bundle
 
+pytestmark = pytest.mark.fleet
+
 pytest.importorskip("opentelemetry.instrumentation.auto_instrumentation")
 pytest.importorskip("ddtrace")
 

@@ -19,6 +19,8 @@ from support.procs import clean_env, expected, run_python
 import keepalive_patch
 from keepalive_patch import bundle
 
+pytestmark = pytest.mark.fleet
+
 
 def app_env(bundle_dir: Path) -> "dict[str, str]":
     """Only ``PYTHONPATH`` set; bytecode writing left on, so a write would show."""

@@ -18,6 +18,8 @@ from support.procs import REPO
 import keepalive_patch
 from keepalive_patch import bundle, config
 
+pytestmark = pytest.mark.fleet
+
 yaml = pytest.importorskip("yaml")
 
 DEPLOY = REPO / "deploy"

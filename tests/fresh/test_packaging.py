@@ -18,6 +18,8 @@ from support.procs import REPO, clean_env, run_python
 
 import keepalive_patch
 
+pytestmark = pytest.mark.fleet
+
 pytest.importorskip("build")
 
 #: What the source tree holds that is not the project (local environments and caches).
