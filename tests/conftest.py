@@ -125,4 +125,5 @@ def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("bundle") / "keepalive-patch"
     result = bundles.build(target)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert not list(target.rglob("__pycache__")), "a bundle ships no bytecode"
     return target
