@@ -82,7 +82,7 @@ def apply(
         return False
     if skip is not None:
         _unpatch_all()  # patched again below, but for what is skipped now
-    _install(_patch_imported, _watched_modules())
+    _install(_patch_imported, WATCHED)
     return wrapt_importable()
 
 
@@ -156,40 +156,40 @@ def socket_options() -> "list[SocketOption]":
 
 # -- the registry of integrations (``keepalive_patch/integrations/``) ------------------------------
 
-#: integration -> the modules whose import makes the finder call its ``patch(module)``.
+#: module -> (the integration whose ``patch(module)`` the finder calls once it is imported, the
+#: library it serves: the name ``KEEPALIVE_PATCH_SKIP`` takes to leave exactly that library alone).
+#: httpcore is httpx's engine: its proxy pools and replay serve httpx's requests, so skipping
+#: httpx leaves them alone too (and httpcore2 goes with httpx2).
 WATCHED = {
-    "httpx": ("httpx", "httpx2"),  # transports: keepalive options and retries
-    "httpcore": ("httpcore", "httpcore2"),  # proxy pools: the same on the client->proxy socket
-    "urllib3": ("urllib3.connection",),  # every connection: keepalive options (requests, botocore)
-    "requests": ("requests.adapters",),  # HTTPAdapter: one connect retry
-    "aiohttp": ("aiohttp",),  # TCPConnector: keepalive options on every connection it opens
+    "httpx": ("httpx", "httpx"),  # transports: keepalive options and retries
+    "httpcore": ("httpcore", "httpx"),  # proxy pools (the client->proxy socket) and replay
+    "httpx2": ("httpx", "httpx2"),
+    "httpcore2": ("httpcore", "httpx2"),
+    "urllib3.connection": ("urllib3", "urllib3"),  # every connection (requests, botocore...)
+    "requests.adapters": ("requests", "requests"),  # HTTPAdapter: one connect retry
+    "aiohttp": ("aiohttp", "aiohttp"),  # TCPConnector: options on every connection it opens
 }
 
 
-def _watched_modules() -> "list[str]":
-    """Every module name the finder watches."""
-    return [module for modules in WATCHED.values() for module in modules]
-
-
 def known_names() -> "list[str]":
-    """What ``KEEPALIVE_PATCH_SKIP`` accepts: integration names and the module names they watch."""
-    return sorted(set(WATCHED).union(_watched_modules()))
+    """What ``KEEPALIVE_PATCH_SKIP`` accepts: the libraries, each name meaning one of them."""
+    return sorted({library for _, library in WATCHED.values()})
 
 
 def _patch_imported(module: "object") -> None:
-    """The finder's callback: hand ``module`` to each integration watching it, unless skipped."""
+    """The finder's callback: hand ``module`` to the integration watching it, unless skipped."""
     import importlib
 
     from keepalive_patch import config
 
     name = getattr(module, "__name__", "")
-    skip = config.current().skip
-    for integration, modules in WATCHED.items():
-        if name in modules and integration not in skip and name not in skip:
-            if not wrapt_importable():
-                _say_no_wrapt(name)
-                return
-            importlib.import_module(f"{__name__}.integrations.{integration}").patch(module)
+    watched = WATCHED.get(name)
+    if watched is None or watched[1] in config.current().skip:
+        return
+    if not wrapt_importable():
+        _say_no_wrapt(name)
+        return
+    importlib.import_module(f"{__name__}.integrations.{watched[0]}").patch(module)
 
 
 def _say_no_wrapt(name: str) -> None:
@@ -208,7 +208,7 @@ def _say_no_wrapt(name: str) -> None:
 
 def _unpatch_all() -> None:
     """Undo every integration that has patched something (loaded ones only: others did not)."""
-    for integration in WATCHED:
+    for integration in dict.fromkeys(integration for integration, _ in WATCHED.values()):
         loaded = sys.modules.get(f"{__name__}.integrations.{integration}")
         if loaded is not None:
             loaded.unpatch()
@@ -378,4 +378,4 @@ def _uninstall() -> None:
 
 
 if not _disabled():
-    _install(_patch_imported, _watched_modules())
+    _install(_patch_imported, WATCHED)

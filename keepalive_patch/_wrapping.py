@@ -27,9 +27,10 @@ if TYPE_CHECKING:
 Wrapper = Callable[[Callable[..., Any], Any, "tuple[Any, ...]", "dict[str, Any]"], Any]
 
 
+#: ``inspect.CO_VARARGS`` / ``CO_VARKEYWORDS`` / ``CO_COROUTINE``, without importing ``inspect``.
+CO_VARARGS, CO_VARKEYWORDS, CO_COROUTINE = 0x04, 0x08, 0x80
+
 #: A rewritten call: its positional and keyword arguments as passed on, and all of them by name.
-#: ``inspect.CO_VARARGS`` / ``CO_VARKEYWORDS``, without importing ``inspect``.
-CO_VARARGS, CO_VARKEYWORDS = 0x04, 0x08
 
 Call = Tuple[Tuple[Any, ...], Dict[str, Any], Dict[str, Any]]  # noqa: UP006
 
@@ -151,6 +152,13 @@ def _inspected_shape(
     )
 
 
+def _is_coroutine_function(function: Any) -> bool:
+    """``inspect.iscoroutinefunction`` for what we wrap (a function, or someone's wrapper of
+    one that passes ``__code__`` through), without importing ``inspect``."""
+    code = getattr(function, "__code__", None)
+    return bool(getattr(code, "co_flags", 0) & CO_COROUTINE)
+
+
 def fixed(wrapper: Wrapper) -> Callable[[Any], Wrapper]:
     """A ``make_wrapper`` for ``Patcher.wrap`` that gives ``wrapper`` whatever the original."""
     return lambda original: wrapper
@@ -239,6 +247,7 @@ class Patcher:
     def __init__(self) -> None:
         self._lock = _thread.RLock()
         self._entries: dict[tuple[type, str], _Entry] = {}
+        _patchers.append(self)
 
     def wrap(
         self, cls: type, attribute: str, make_wrapper: Callable[[Any], Wrapper | None]
@@ -268,13 +277,20 @@ class Patcher:
         self.wrap(cls, "__init__", make_wrapper)
 
     def _arming_stub(self, cls: type, attribute: str, entry: _Entry) -> Callable[..., Any]:
-        """A stand-in that wraps ``cls.attribute`` with wrapt on first use, then defers to it."""
+        """A stand-in that wraps ``cls.attribute`` with wrapt on first use, then defers to it.
+
+        It must look like the original to whoever inspects the class before that first use
+        (other instrumentation picks a sync or async wrapper by ``inspect.iscoroutinefunction``):
+        ``functools.update_wrapper`` copies the name, the docstring and ``__wrapped__`` (so
+        ``inspect.signature`` shows the original's), and the stand-in of a coroutine function
+        is itself one.
+        """
         import functools
 
         original = entry.original
         armed: list[Any] = []  # the wrapt wrapper, once made
 
-        def stub(self_: object, *args: Any, **kwargs: Any) -> Any:
+        def call(self_: object, *args: Any, **kwargs: Any) -> Any:
             if entry.active:
                 wrapper = armed[0] if armed else self._arm(cls, attribute, entry, stub, armed)
                 if wrapper is not None:
@@ -282,7 +298,11 @@ class Patcher:
                     return wrapper.__get__(self_, type(self_))(*args, **kwargs)
             return original(self_, *args, **kwargs)
 
-        functools.update_wrapper(stub, original)  # name, doc, and __wrapped__ for inspect
+        async def async_call(self_: object, *args: Any, **kwargs: Any) -> Any:
+            return await call(self_, *args, **kwargs)
+
+        stub = async_call if _is_coroutine_function(original) else call
+        functools.update_wrapper(stub, original)
         return stub
 
     def _arm(self, cls: type, attribute: str, entry: _Entry, stub: Any, armed: list[Any]) -> Any:
@@ -336,7 +356,21 @@ class Patcher:
         with self._lock:
             return self._entries[cls, attribute].original
 
+    def wrapped(self) -> list[tuple[type, str, Any]]:
+        """(class, attribute, original) of every method wrapped now."""
+        with self._lock:
+            return [(cls, name, entry.original) for (cls, name), entry in self._entries.items()]
+
     def classes(self) -> list[type]:
         """The classes with at least one method wrapped now."""
         with self._lock:
             return list(dict.fromkeys(cls for cls, _ in self._entries))
+
+
+#: Every ``Patcher`` made (one per integration module): what ``wrapped_methods`` reads.
+_patchers: list[Patcher] = []
+
+
+def wrapped_methods() -> list[tuple[type, str, Any]]:
+    """(class, attribute, original) of every method any integration has wrapped now."""
+    return [item for patcher in _patchers for item in patcher.wrapped()]

@@ -169,6 +169,9 @@ class Report:
                 for option, reason in self.in_force.rejected
             ],
             "warnings": self.warnings,
+            "left_alone": {
+                name: config.SKIP_LEAVES[name] for name in sorted(self.in_force.settings.skip)
+            },
             "target": self.target,
             "connections": [connection.to_json() for connection in self.connections],
             "outcome": self.outcome,
@@ -221,15 +224,25 @@ class Report:
 
     def _verdicts(self, versions: Mapping[str, str | None]) -> list[str]:
         outcomes = [connection.outcome for connection in self.connections]
+        skipped = sorted(self.in_force.settings.skip)
         lines = []
         if self.outcome == "ok":
-            lines.append("OK: every installed library's connections carry the keepalive options.")
+            lines.append(
+                "OK: every installed library's connections carry the keepalive options."
+                if not skipped
+                else "OK: every connection keepalive-patch was left to patch carries the "
+                f"keepalive options; left alone on purpose: {', '.join(skipped)}."
+            )
         elif self.outcome == "nothing":
             lines.append(
                 "FAIL: nothing to check; install a library keepalive-patch covers "
                 "(httpx, httpx2, requests, urllib3, aiohttp) or leave it out of "
                 f"{config.BY_NAME['skip'].env}."
             )
+        lines += [
+            f"Left alone ({config.BY_NAME['skip'].env}): {config.SKIP_LEAVES[name]}"
+            for name in skipped
+        ]
         for library in sorted({c.library for c in self.connections if c.note}):
             lines.append(
                 f"FAIL: keepalive is not in force for {library} {versions.get(library)}: its "
@@ -375,9 +388,8 @@ def _connect(
 ) -> Connection:
     """One request through ``probe``; the options its socket carries, or why there were none."""
     connection = Connection(probe.library, probe.transport)
-    skip = config.current().skip
-    if probe.integration in skip or probe.library in skip:
-        connection.skipped = f"left alone: {config.BY_NAME['skip'].env} names it"
+    if probe.options_from in config.current().skip:
+        connection.skipped = f"left alone: {config.BY_NAME['skip'].env} names {probe.options_from}"
         return connection
     if progress is not None:
         progress.write(

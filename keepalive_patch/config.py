@@ -141,8 +141,26 @@ class Switch(Setting):
         return "1" if value else "0"
 
 
+#: What each ``KEEPALIVE_PATCH_SKIP`` name leaves alone: exactly one library, whole (the names
+#: are those of the registry, ``keepalive_patch.known_names()``; README's table says the same).
+SKIP_LEAVES = {
+    "aiohttp": "aiohttp: the options on every TCPConnector connection",
+    "httpx": "httpx: its transports' options and connect retry, its proxy connections and "
+    "replay (httpcore, httpx's engine)",
+    "httpx2": "httpx2: the same for httpx2 (and httpcore2)",
+    "requests": "requests: its connect retry (its sockets are urllib3's: skip urllib3 for "
+    "their options)",
+    "urllib3": "urllib3: the options on every urllib3 connection, requests' and botocore's "
+    "included",
+}
+
+
 class Names(Setting):
-    """Comma-separated names; unknown ones are logged once and ignored, never an error."""
+    """Comma-separated names; unknown ones are logged once and ignored, never an error.
+
+    Ignoring is the safe way round: a misspelt name leaves that library patched, and ``check``
+    shows the warning; it never switches anything off.
+    """
 
     __slots__ = ()
     metavar = "NAMES"

@@ -43,29 +43,33 @@ Result = Tuple[int, Optional[int], List[Tuple[SocketOption, Optional[int]]]]  # 
 class Probe:
     """One library, one transport flavour, and how to make a request that exposes its socket.
 
-    ``integration`` names the registry entry that puts the options on these sockets: a library
-    is tried only where its integration is registered and its package installed.
+    ``options_from`` names the library of the registry (``keepalive_patch.WATCHED``) whose
+    integration puts the options on these sockets, the ``KEEPALIVE_PATCH_SKIP`` name that leaves
+    them alone: requests' sockets are urllib3's.  A probe runs only where that library is
+    registered and its own package installed.
     """
 
     library: str
     transport: str
-    integration: str
+    options_from: str
     request: Callable[[str, bool, list[SocketOption], float], Result]
 
 
 def available() -> list[Probe]:
     """The probes to run here: registered integrations, installed libraries."""
-    from keepalive_patch import WATCHED
+    from keepalive_patch import known_names
 
     probes = []
     for name in ("httpx", "httpx2"):
-        probes.append(Probe(name, "sync", "httpx", _httpx_sync(name)))
-        probes.append(Probe(name, "async", "httpx", _httpx_async(name)))
+        probes.append(Probe(name, "sync", name, _httpx_sync(name)))
+        probes.append(Probe(name, "async", name, _httpx_async(name)))
     probes.append(Probe("requests", "sync", "urllib3", _requests))
     probes.append(Probe("urllib3", "sync", "urllib3", _urllib3))
     probes.append(Probe("aiohttp", "async", "aiohttp", _aiohttp))
     return [
-        probe for probe in probes if probe.integration in WATCHED and _importable(probe.library)
+        probe
+        for probe in probes
+        if probe.options_from in known_names() and _importable(probe.library)
     ]
 
 

@@ -5,9 +5,9 @@ httpcore notices a close that has already arrived (``is_readable``) but not one 
 request, and its ``retries`` cover connects only.  Go's ``net/http`` answers this with
 ``shouldRetryRequest`` + ``isReplayable``; this module is that rule, adapted:
 
-1. the connection was reused: it had returned a response before this request;
-2. nothing of the response arrived: a close, a reset, a broken pipe or keepalive's own
-   ``ETIMEDOUT`` before the response head (never a timeout; never once a response is returned);
+1. the connection was reused: it had returned a response before this request started on it;
+2. the server closed it idle: a close, a reset, a broken pipe or keepalive's own ``ETIMEDOUT``,
+   and not one byte of the response (a 1xx included) had arrived (never a timeout);
 3. the request is replayable: GET, HEAD, OPTIONS, TRACE, or any method with an
    ``Idempotency-Key`` / ``X-Idempotency-Key`` header; and its body is empty or bytes
    (never a generator, an async iterator or a file object).
@@ -17,13 +17,29 @@ which the pool already answers by dropping the connection (closed by then) and s
 request on another one.  A failure on a fresh connection is never replayed, so the sends are
 bounded by the pool's idle connections plus one.  Only a request a pool is sending is handed
 back this way: whoever drives a connection directly gets the library's error, as ever.
-A send that succeeds pays for the wrapper and one ``WeakSet.add`` (a few microseconds); the
-rest runs only when a send has failed.
+A send that succeeds pays for the wrapper and a ``WeakSet`` look-up and add (a few
+microseconds), on a reused or HTTP/2 connection also for a byte count on its reads; the rest
+runs only when a send has failed.
+
+Rule 1 is decided when the request starts: a request that started on a connection which had
+not yet returned a response (two HTTP/2 streams on a new connection, say) is never replayed,
+even if the other stream's response arrives before this one fails.  Rule 2's "not one byte" is
+counted, not read from the error: httpcore raises the same "Server disconnected without sending
+a response" for a clean close, for a close after part of the response head and for a close
+after a ``100 Continue``.  So a connection's network stream is wrapped in a ``CountingStream``
+before a request can be replayed from it (on the first request of an HTTP/2 connection, on the
+first reuse of an HTTP/1.1 one); a request notes the count when it starts, and a failure after
+the count moved is never replayed (Go decides ``errServerClosedIdle`` the same way: its first
+read of the response found the connection closed).  On HTTP/2 the count is the connection's,
+so a byte for any stream since this request started rules it out: stricter than per stream,
+never looser.
 
 The rule (the first half) knows nothing of httpcore; the wrappers (the second half) are put on
-httpcore / httpcore2 >= 1.0 by ``integrations.httpcore``.  httpcore 0.16 / 0.17 (httpx 0.23 /
-0.24) are left alone: their pools keep a closed connection, so replaying there would use up
-``max_connections`` one dead connection at a time.
+httpcore >= 1.0.3 and httpcore2 by ``integrations.httpcore``.  Older httpcore is left alone: its
+pools keep a closed connection in its slot after ``ConnectionNotAvailable`` (httpcore 0.16, 0.17
+and 1.0.0 - 1.0.2; 1.0.3 rewrote the pool to drop closed connections whenever it assigns
+requests), so replaying there would use up ``max_connections`` one dead connection at a time
+until every request fails with ``PoolTimeout``.
 """
 
 from __future__ import annotations
@@ -31,6 +47,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import sys
+import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -116,8 +133,10 @@ class Errors:
         self.timeouts: tuple[type[BaseException], ...] = (module.ReadTimeout, module.WriteTimeout)
 
 
-def nothing_arrived(exc: BaseException, errors: Errors) -> bool:
-    """True if ``exc`` says the connection died before any response (Go: server closed idle).
+def connection_died(exc: BaseException, errors: Errors) -> bool:
+    """True if ``exc`` is the kind of error a dead connection gives: a close, a reset, a broken
+    pipe, keepalive's ``ETIMEDOUT``.  Whether part of the response had arrived is
+    ``nothing_arrived``'s question, not this one's.
 
     httpcore raises ``RemoteProtocolError("Server disconnected ...")`` with a plain message for
     a close (HTTP/1.1 and HTTP/2).  Its other ``RemoteProtocolError`` s are a malformed response
@@ -131,6 +150,59 @@ def nothing_arrived(exc: BaseException, errors: Errors) -> bool:
     if isinstance(exc, errors.protocol):
         return exc.__cause__ is None and len(exc.args) == 1 and isinstance(exc.args[0], str)
     return False
+
+
+class CountingStream:
+    """A connection's network stream that counts the bytes read from it (sync twin).
+
+    Put in place of the connection's stream before its first request and left there for its
+    life, so that every read of the connection goes through ``read``; everything else is the
+    inner stream's own.  The methods httpcore calls on every request are passed on by name
+    (``__getattr__`` alone costs microseconds a call: the failed lookup raises first).
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        #: Bytes read so far: a request notes it when it starts (its mark).
+        self.received = 0
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> Any:
+        data = self.stream.read(max_bytes, timeout)
+        self.received += len(data)
+        return data
+
+    def write(self, *args: Any, **kwargs: Any) -> Any:
+        return self.stream.write(*args, **kwargs)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self.stream.get_extra_info(info)
+
+    def __getattr__(self, name: str) -> Any:  # close / aclose, start_tls, anything newer
+        if name == "stream":  # not set yet (copy, pickle): no recursion
+            raise AttributeError(name)
+        return getattr(self.stream, name)
+
+
+class AsyncCountingStream(CountingStream):
+    """The async twin of ``CountingStream`` (asyncio and trio streams alike)."""
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> Any:
+        data = await self.stream.read(max_bytes, timeout)
+        self.received += len(data)
+        return data
+
+
+def nothing_arrived(stream: CountingStream | None, mark: int) -> bool:
+    """True if not one byte was read from ``stream`` since the request noted ``mark``: no part of
+    a response head, no 1xx, no HTTP/2 frame.  Without a counted stream we cannot know: False."""
+    return stream is not None and stream.received == mark
+
+
+def server_closed_idle(
+    exc: BaseException, errors: Errors, stream: CountingStream | None, mark: int
+) -> bool:
+    """Go's ``errServerClosedIdle``: the connection died before one byte of the response came."""
+    return connection_died(exc, errors) and nothing_arrived(stream, mark)
 
 
 # --- The wrappers: httpcore / httpcore2 connections ------------------------------------------
@@ -150,13 +222,31 @@ POOLS = (
 #: How far up the stack a pool's send may be: proxy and HTTPConnection layers, our guard.
 POOL_DEPTH = 16
 
+#: Where httpcore's HTTP/1.1 and HTTP/2 connections keep their network stream.
+STREAM_ATTRIBUTE = "_network_stream"
+
 #: Connections that have returned a response: a request on one of them reuses it.
 _served: weakref.WeakSet[Any] = weakref.WeakSet()
+#: Puts a connection's ``CountingStream`` in place once, whichever thread gets there first.
+_counting_lock = threading.Lock()
 _patcher = Patcher()
 
 
+class Started:
+    """What a request noted when it started on a connection."""
+
+    __slots__ = ("mark", "reused", "stream")
+
+    def __init__(self, reused: bool, stream: CountingStream | None, mark: int) -> None:
+        #: Rule 1: the connection had returned a response before this request started.
+        self.reused = reused
+        #: The connection's counted stream, and its count when the request started (rule 2).
+        self.stream = stream
+        self.mark = mark
+
+
 def _was_served(connection: object) -> bool:
-    """True if ``connection`` had returned a response before the request that just failed."""
+    """True if ``connection`` has returned a response: asked when a request starts on it."""
     try:
         return connection in _served
     except TypeError:  # not weakly referenceable: never counts as reused
@@ -166,6 +256,56 @@ def _was_served(connection: object) -> bool:
 def _mark_served(connection: object) -> None:
     with contextlib.suppress(TypeError):  # not weakly referenceable: stays "fresh"
         _served.add(connection)
+
+
+def _counting_stream(connection: Any, counting: type[CountingStream]) -> CountingStream | None:
+    """``connection``'s counted stream, put in place the first time a request needs it.
+
+    Always before that request is sent.  An HTTP/2 connection gets it on its first request, as
+    its streams read the connection for each other: no read may bypass the count.  An HTTP/1.1
+    connection gets it on its first reuse, when the one response before has been read whole, so
+    a connection used once (``Connection: close``) pays nothing.  ``None`` if the connection
+    keeps no stream where httpcore does: its requests are then never replayed.
+    """
+    stream = getattr(connection, STREAM_ATTRIBUTE, None)
+    if isinstance(stream, CountingStream) or stream is None:
+        return stream
+    with _counting_lock:
+        stream = getattr(connection, STREAM_ATTRIBUTE)
+        if not isinstance(stream, CountingStream):
+            stream = counting(stream)
+            setattr(connection, STREAM_ATTRIBUTE, stream)
+        return stream
+
+
+#: A request on a connection that has not returned a response: never replayed.
+_FRESH = Started(False, None, 0)
+
+
+def _start(connection: object, counting: type[CountingStream], multiplexed: bool) -> Started:
+    """What a request notes as it starts on ``connection`` (``multiplexed``: HTTP/2).  Never
+    raises: a connection we cannot count is never replayed from, and is sent on as is."""
+    reused = _was_served(connection)
+    if not reused and not multiplexed:
+        return _FRESH
+    try:
+        stream = _counting_stream(connection, counting)
+    except Exception:
+        return _FRESH
+    return Started(reused, stream, 0 if stream is None else stream.received)
+
+
+def _served_response(connection: object, stream: CountingStream | None, response: Any) -> None:
+    """Note that ``connection`` returned ``response``, whose ``network_stream`` extension is
+    given back as the library made it (the inner stream, not our counting one)."""
+    _mark_served(connection)
+    if stream is not None:
+        try:
+            extensions = response.extensions
+            if extensions.get("network_stream") is stream:
+                extensions["network_stream"] = stream.stream
+        except Exception:  # not httpcore's Response: nothing of ours to give back
+            pass
 
 
 def _sent_by_pool(pools: frozenset[Any]) -> bool:
@@ -188,7 +328,7 @@ def _sent_by_pool(pools: frozenset[Any]) -> bool:
 def _replay(
     errors: Errors,
     pools: frozenset[Any],
-    connection: object,
+    started: Started,
     exc: Exception,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
@@ -198,7 +338,9 @@ def _replay(
     Never raises: if deciding fails, the library's own error goes to the caller.
     """
     try:
-        if not _was_served(connection) or not nothing_arrived(exc, errors):
+        if not started.reused:  # rule 1, as it stood when the request started
+            return False
+        if not server_closed_idle(exc, errors, started.stream, started.mark):
             return False
         request = args[0] if args else kwargs["request"]
         if not is_replayable(request.method, request.headers, request.stream):
@@ -225,40 +367,50 @@ def _replay(
         return False
 
 
-def _connection_wrapper(errors: Errors, pools: frozenset[Any], is_async: bool) -> Wrapper:
-    """The wrapper of a connection's send (``handle_request`` or its async twin).
+def _connection_wrapper(
+    errors: Errors, pools: frozenset[Any], is_async: bool, multiplexed: bool
+) -> Wrapper:
+    """The wrapper of a connection's send (``handle_request`` or its async twin); ``multiplexed``
+    for HTTP/2 connections.
 
     Both twins answer a failure the same way (``hand_back``); only the ``await`` is theirs.
     """
 
+    counting = AsyncCountingStream if is_async else CountingStream
+
     def hand_back(
-        connection: object, exc: Exception, args: tuple[Any, ...], kwargs: dict[str, Any]
+        started: Started,
+        exc: Exception,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> None:
         """Raise the library's ``ConnectionNotAvailable`` if the rule says replay; else return,
         and the wrapper raises the library's own error as is."""
-        if _replay(errors, pools, connection, exc, args, kwargs):
+        if _replay(errors, pools, started, exc, args, kwargs):
             raise errors.not_available() from exc
 
     def keepalive_replay(
         wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
+        started = _start(instance, counting, multiplexed)
         try:
             response = wrapped(*args, **kwargs)
         except Exception as exc:
-            hand_back(instance, exc, args, kwargs)
+            hand_back(started, exc, args, kwargs)
             raise
-        _mark_served(instance)
+        _served_response(instance, started.stream, response)
         return response
 
     async def async_keepalive_replay(
         wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
+        started = _start(instance, counting, multiplexed)
         try:
             response = await wrapped(*args, **kwargs)
         except Exception as exc:
-            hand_back(instance, exc, args, kwargs)
+            hand_back(started, exc, args, kwargs)
             raise
-        _mark_served(instance)
+        _served_response(instance, started.stream, response)
         return response
 
     return async_keepalive_replay if is_async else keepalive_replay
@@ -277,13 +429,32 @@ def _pool_code(module: ModuleType) -> frozenset[Any]:
     return frozenset(codes)
 
 
+#: The first httpcore whose pool drops a closed connection before it places a request again
+#: (its pool was rewritten around ``_assign_requests_to_connections``); httpcore2 always does.
+FIRST_REPLAYED_HTTPCORE = (1, 0, 3)
+
+
+def release(version: str) -> tuple[int, ...]:
+    """The leading numbers of a version string: ``"1.0.2"`` -> (1, 0, 2), ``"1.0.3rc1"`` ->
+    (1, 0, 3), ``"x"`` -> ()."""
+    numbers = []
+    for part in version.split("."):
+        digits = part[: len(part) - len(part.lstrip("0123456789"))]
+        if not digits:
+            break
+        numbers.append(int(digits))
+        if digits != part:
+            break
+    return tuple(numbers)
+
+
 def supported(module: ModuleType) -> bool:
-    """httpcore >= 1.0 and httpcore2: a pool sending a request again first drops the closed
-    connections.  httpcore 0.16 / 0.17 keep a closed connection in the pool for good."""
+    """httpcore >= 1.0.3 and httpcore2: a pool sending a request again first drops the closed
+    connections.  httpcore 0.16, 0.17 and 1.0.0 - 1.0.2 keep a closed connection in its slot
+    after ``ConnectionNotAvailable`` for good (an unknown version counts as one of those)."""
     if module.__name__ != "httpcore":
         return True
-    major = str(getattr(module, "__version__", "0")).partition(".")[0]
-    return major.isdigit() and int(major) >= 1
+    return release(str(getattr(module, "__version__", ""))) >= FIRST_REPLAYED_HTTPCORE
 
 
 def patch(module: ModuleType) -> None:
@@ -299,14 +470,16 @@ def patch(module: ModuleType) -> None:
         log_once(
             "replay:old:" + library,
             INFO,
-            "keepalive-patch replays requests only with httpcore 1.0 or later; %s %s raises "
-            "as before",
+            "keepalive-patch replays requests only with httpcore 1.0.3 or later (older pools "
+            "keep a dead connection in its slot); %s %s raises as before",
             library,
             getattr(module, "__version__", "(unknown version)"),
         )
         return
-    connections = [(getattr(module, name, None), attribute) for name, attribute in CONNECTIONS]
-    if not any(isinstance(cls, type) for cls, _ in connections):
+    connections = [
+        (getattr(module, name, None), attribute, "HTTP2" in name) for name, attribute in CONNECTIONS
+    ]
+    if not any(isinstance(cls, type) for cls, _, _ in connections):
         return  # no connection classes: nothing here sends a request
     try:
         errors = Errors(module)
@@ -320,9 +493,10 @@ def patch(module: ModuleType) -> None:
         )
         return
     pools = _pool_code(module)
-    for cls, attribute in connections:
+    for cls, attribute, multiplexed in connections:
         if isinstance(cls, type):  # without h2, HTTP2Connection is a stand-in: not wrapped
-            wrapper = _connection_wrapper(errors, pools, is_async="async" in attribute)
+            is_async = "async" in attribute
+            wrapper = _connection_wrapper(errors, pools, is_async, multiplexed)
             _patcher.wrap(cls, attribute, fixed(wrapper))
     log_once(
         "replay:patched:" + library,

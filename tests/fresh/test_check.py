@@ -22,7 +22,7 @@ from support.procs import clean_env, run_python
 from support.servers import serving
 
 import keepalive_patch
-from keepalive_patch import WATCHED, check, config
+from keepalive_patch import check, config, known_names
 
 CHECK = [sys.executable, "-m", "keepalive_patch", "check"]
 LIBS = installed_libraries()
@@ -30,12 +30,12 @@ LIBS = installed_libraries()
 #: integration is registered.
 ALL_CONNECTIONS = [(lib.__name__, mode) for lib in LIBS for mode in ("sync", "async")] + [
     (name, mode)
-    for name, mode, integration in (
+    for name, mode, options_from in (
         ("requests", "sync", "urllib3"),
         ("urllib3", "sync", "urllib3"),
         ("aiohttp", "async", "aiohttp"),
     )
-    if integration in WATCHED and importlib.util.find_spec(name) is not None
+    if options_from in known_names() and importlib.util.find_spec(name) is not None
 ]
 #: Installed libraries whose transports take no socket_options (httpx 0.23 / 0.24).
 RETRIES_ONLY = {lib.__name__: version_of(lib) for lib in LIBS if not takes_socket_options(lib)}
@@ -134,6 +134,50 @@ def test_disabled_fails_and_says_why() -> None:
     if len(RETRIES_ONLY) < len(LIBS):
         assert "SO_KEEPALIVE=0 (expected 1)" in human.stdout
         assert human.stdout.rstrip().endswith("(see above).")
+
+
+#: Each skip name and the connections it leaves alone: requests' sockets are urllib3's, and
+#: ``requests`` leaves only its connect retry.
+LEFT_ALONE = {
+    "httpx": {"httpx"},
+    "httpx2": {"httpx2"},
+    "urllib3": {"urllib3", "requests"},
+    "requests": set(),
+    "aiohttp": {"aiohttp"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(LEFT_ALONE))
+def test_skip_is_named_in_the_verdict_and_leaves_exactly_its_library(name: str) -> None:
+    """Skipping on purpose is status 0 with the library named; every other one is checked."""
+    if RETRIES_ONLY:
+        pytest.skip("the OK verdict needs every installed httpx to take socket_options")
+    status, report, _ = check_json(KEEPALIVE_PATCH_SKIP=name)
+    assert status == 0 and report["ok"] is True
+    assert report["left_alone"] == {name: config.SKIP_LEAVES[name]}
+    for connection in report["connections"]:
+        if connection["library"] in LEFT_ALONE[name]:
+            assert connection["outcome"] == "skipped", connection
+        else:
+            assert connection["outcome"] == "ok", connection
+            expected_retries = 0 if name == "requests" == connection["library"] else 1
+            if connection["library"] in GETS_RETRIES:
+                assert connection["retries"] == expected_retries, connection
+    human = run_python(CHECK, clean_env(KEEPALIVE_PATCH_SKIP=name), check=False)
+    assert human.returncode == 0
+    lines = human.stdout.rstrip().splitlines()
+    assert lines[-2].startswith("OK: every connection keepalive-patch was left to patch")
+    assert lines[-2].endswith(f"left alone on purpose: {name}.")
+    assert lines[-1] == f"Left alone (KEEPALIVE_PATCH_SKIP): {config.SKIP_LEAVES[name]}"
+
+
+@pytest.mark.parametrize("spelling", ["urllib3.connection", "httpcore", "requests.adapters"])
+def test_a_module_name_in_skip_is_unknown_and_leaves_everything_patched(spelling: str) -> None:
+    """Only library names are accepted: a module name is warned about and switches nothing off."""
+    status, report, _ = check_json(KEEPALIVE_PATCH_SKIP=spelling)
+    assert status == STATUS and report["left_alone"] == {}
+    assert all(c["outcome"] != "skipped" for c in report["connections"])
+    assert any(spelling in message for message in report["warnings"]), report["warnings"]
 
 
 def test_given_url_is_used_with_progress_on_stderr(http_url: str) -> None:

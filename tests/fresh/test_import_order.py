@@ -22,6 +22,7 @@ once a module it watches is imported, never by ``import keepalive_patch``, and n
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 
@@ -77,8 +78,7 @@ def test_import_order(library: str, steps: list[str], patched: bool) -> None:
 #: (integration, a module it watches) for every watched module installed here.
 WATCHING = [
     (integration, module)
-    for integration, modules in WATCHED.items()
-    for module in modules
+    for module, (integration, _) in WATCHED.items()
     if importlib.util.find_spec(module.partition(".")[0]) is not None  # its package is here
 ]
 
@@ -93,3 +93,22 @@ def test_integration_loads_after_its_library(integration: str, module: str) -> N
     assert integration in report["after"]
     assert report["wrapt"] is False, "wrapt waits for the first client built"
     assert done.stderr == ""
+
+
+def test_clients_built_before_the_import_keep_their_sockets_as_they_were() -> None:
+    """README's rule, exactly: a client built before ``import keepalive_patch`` gets nothing
+    where its options are fixed when it is built (httpx / httpx2 clients, aiohttp >= 3.12
+    connectors), and the options where the library reads them per connection (a requests
+    ``Session``, aiohttp < 3.12); every client built after gets them."""
+    report = json.loads(run_script("built_before.py").stdout)
+    assert report["applied"] is True
+    assert set(report["after"].values()) == {1}, report
+    expected = {name: 0 for name in report["before"] if name.startswith("httpx")}
+    if "requests" in report["before"]:
+        expected["requests"] = 1
+    if "aiohttp" in report["before"]:
+        from keepalive_patch.integrations.aiohttp import takes_socket_factory
+
+        aiohttp = importlib.import_module("aiohttp")
+        expected["aiohttp"] = 0 if takes_socket_factory(aiohttp.TCPConnector) else 1
+    assert report["before"] == expected

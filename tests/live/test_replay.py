@@ -16,8 +16,9 @@ from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
 from typing import Any
 
+import anyio
 import pytest
-from support.dying_servers import DyingH2Server, DyingServer
+from support.dying_servers import DyingH2Server, DyingServer, Seen
 from support.proxies import HTTPProxyServer, LoopbackServer, Socks5ProxyServer
 
 import keepalive_patch
@@ -35,10 +36,10 @@ pytestmark = pytest.mark.usefixtures("clean_environment")
 
 @pytest.fixture
 def lib(lib: ModuleType) -> ModuleType:
-    """``lib`` where its httpcore replays (>= 1.0); httpcore 0.16 / 0.17 are left alone."""
+    """``lib`` where its httpcore replays (>= 1.0.3); older httpcore is left alone."""
     core = importlib.import_module(CORES[lib.__name__])
     if not replay.supported(core):
-        reason = f"{core.__name__} {core.__version__} < 1.0 is not replayed"
+        reason = f"{core.__name__} {core.__version__} < 1.0.3 is not replayed"
         pytest.skip(reason + " (test_old_httpcore_is_left_alone)")
     return lib
 
@@ -99,6 +100,30 @@ def exchange(
         result: list[Any] = trio.run(main)
         return result
     return asyncio.run(main())
+
+
+def concurrently(lib: ModuleType, mode: str, urls: list[str], **client: Any) -> list[Any]:
+    """GET every one of ``urls`` at once on one ``AsyncClient`` (``mode``: asyncio or trio).
+
+    Returns each response's status code, or the transport error it raised, in ``urls`` order.
+    """
+
+    async def main() -> list[Any]:
+        outcomes: list[Any] = [None] * len(urls)
+
+        async def get(index: int, url: str) -> None:
+            try:
+                outcomes[index] = (await client_.get(url)).status_code
+            except lib.TransportError as exc:
+                outcomes[index] = exc
+
+        async with lib.AsyncClient(**client) as client_, anyio.create_task_group() as group:
+            for index, url in enumerate(urls):
+                group.start_soon(get, index, url)
+        return outcomes
+
+    result: list[Any] = anyio.run(main, backend=mode)
+    return result
 
 
 def twice(method: str = "GET", **kwargs: Any) -> list[tuple[str, dict[str, Any]]]:
@@ -255,6 +280,47 @@ def test_failure_after_the_response_head_is_raised(lib: ModuleType, mode: str) -
     assert server.connections_of("GET") == [1, 1]
 
 
+@pytest.mark.parametrize("how", ["partial-head", "1xx"])
+def test_nothing_is_replayed_once_part_of_the_response_arrived(
+    lib: ModuleType, mode: str, how: str
+) -> None:
+    """``HTTP/1.1 200 OK\\r\\nContent-Le`` or ``100 Continue``, then a close: httpcore raises the
+    same "Server disconnected without sending a response" as for a clean close, but a byte of the
+    response had arrived, so (as in Go) the request is not sent again."""
+    with DyingServer(close=how) as server:
+        first, second = exchange(lib, mode, server.url, twice())
+    assert first == 200
+    assert type(second) is lib.RemoteProtocolError
+    assert server.connections_of("GET") == [1, 1]
+
+
+@pytest.mark.parametrize("how", ["partial-head", "1xx"])
+def test_a_keyed_post_expecting_100_continue_is_sent_once(
+    lib: ModuleType, mode: str, how: str
+) -> None:
+    headers = {"Idempotency-Key": "key-1", "Expect": "100-continue"}
+    calls = twice("POST", content=b"data", headers=headers)
+    with DyingServer(close=how) as server:
+        first, second = exchange(lib, mode, server.url, calls)
+    assert first == 200
+    assert type(second) is lib.RemoteProtocolError
+    assert server.connections_of("POST") == [1, 1]
+
+
+@pytest.mark.parametrize("http2", [False, True], ids=["http1", "http2"])
+def test_the_caller_reads_the_network_stream_httpcore_made(lib: ModuleType, http2: bool) -> None:
+    """Counting the bytes a connection reads does not show: a response's ``network_stream``
+    extension is the library's own stream, on a fresh and on a reused connection."""
+    core = importlib.import_module(CORES[lib.__name__])
+    if http2:
+        pytest.importorskip("h2")
+    server = DyingH2Server(answered=3) if http2 else DyingServer(answered=3)
+    with server, lib.Client(http1=not http2, http2=http2) as client:
+        streams = [client.get(server.url).extensions["network_stream"] for _ in range(3)]
+    assert streams[0] is streams[1] is streams[2]
+    assert type(streams[0]).__module__.startswith(core.__name__ + "._backends")
+
+
 def test_timeout_is_never_replayed(lib: ModuleType, mode: str) -> None:
     with DyingServer(close="hang") as server:
         first, second = exchange(lib, mode, server.url, twice(), timeout=0.5)
@@ -384,6 +450,80 @@ def test_http2_goaway_covering_the_request_is_not_replayed(h2_lib: ModuleType, m
     assert server.connections_of("GET") == [1, 1]
 
 
+def test_http2_nothing_is_replayed_after_a_1xx(h2_lib: ModuleType, mode: str) -> None:
+    with DyingH2Server(close="1xx") as server:
+        first, second = exchange(h2_lib, mode, server.url, twice(), http1=False, http2=True)
+    assert (first, type(second)) == (200, h2_lib.RemoteProtocolError)
+    assert server.connections_of("GET") == [1, 1]
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def async_mode(request: pytest.FixtureRequest) -> str:
+    if request.param == "trio":
+        pytest.importorskip("trio")
+    return str(request.param)
+
+
+def test_http2_streams_started_on_a_new_connection_are_not_replayed(
+    h2_lib: ModuleType, async_mode: str
+) -> None:
+    """Two GETs multiplexed on a new connection; the server answers the first stream and closes
+    without GOAWAY.  The other one started before the connection had returned a response: it
+    was not reused when it was sent, so it is raised, as unpatched, not sent again."""
+    urls = [f"{{}}?r={index}" for index in (1, 2)]
+    client = {"http1": False, "http2": True}
+    with DyingH2Server() as server:
+        outcomes = concurrently(h2_lib, async_mode, [u.format(server.url) for u in urls], **client)
+    with DyingH2Server() as plain:
+        unpatched_outcomes = unpatched(
+            lambda: concurrently(h2_lib, async_mode, [u.format(plain.url) for u in urls], **client)
+        )
+    for got in (outcomes, unpatched_outcomes):
+        assert sorted(got, key=lambda outcome: outcome != 200)[0] == 200
+        assert [type(outcome) for outcome in got if outcome != 200] == [h2_lib.RemoteProtocolError]
+    assert sorted(seen.target for seen in server.seen) == ["/?r=1", "/?r=2"]  # each sent once
+    assert server.connections_of("GET") == [1, 1]
+
+
+def test_http2_under_load_no_request_from_a_new_connection_is_replayed(
+    h2_lib: ModuleType, async_mode: str
+) -> None:
+    """50 GETs, 10 at a time, on connections that each answer 3 streams and then close without
+    GOAWAY: whatever was sent on a connection that had not returned a response is sent once;
+    the rest is replayed at most once per connection, and the sends stay bounded."""
+    count = 50
+
+    async def main() -> list[Any]:
+        limit = anyio.Semaphore(10)
+        outcomes: list[Any] = [None] * count
+
+        async def get(index: int) -> None:
+            async with limit:
+                try:
+                    outcomes[index] = (await client.get(f"{server.url}?i={index}")).status_code
+                except h2_lib.TransportError as exc:
+                    outcomes[index] = exc
+
+        async with h2_lib.AsyncClient(http1=False, http2=True) as client, \
+                anyio.create_task_group() as group:  # fmt: skip
+            for index in range(count):
+                group.start_soon(get, index)
+        return outcomes
+
+    with DyingH2Server(answered=3) as server:
+        outcomes = anyio.run(main, backend=async_mode)
+    sends: dict[str, list[Seen]] = {}
+    for seen in server.seen:
+        sends.setdefault(seen.target, []).append(seen)
+    assert len(sends) <= count  # some fail before they are sent: the connection is known dead
+    fresh = [target for target, seens in sends.items() if seens[0].replies_before == 0]
+    assert fresh  # the case under test happened
+    assert [target for target in fresh if len(sends[target]) > 1] == []
+    connections = {seen.connection for seen in server.seen}
+    assert len(server.seen) <= count + len(connections)
+    assert all(outcome == 200 or isinstance(outcome, h2_lib.TransportError) for outcome in outcomes)
+
+
 def test_http2_post_without_key_is_not_replayed(h2_lib: ModuleType) -> None:
     calls = twice("POST", content=b"data")
     with DyingH2Server() as server:
@@ -392,15 +532,49 @@ def test_http2_post_without_key_is_not_replayed(h2_lib: ModuleType) -> None:
     assert server.connections_of("POST") == [1, 1]
 
 
-# -- httpcore 0.16 / 0.17 (httpx 0.23 / 0.24) --------------------------------------------------
+# -- httpcore 0.16, 0.17, 1.0.0 - 1.0.2: their pools keep a closed connection in its slot ------
+
+
+@pytest.fixture(params=sorted(CORES))
+def any_lib(request: pytest.FixtureRequest) -> ModuleType:
+    """httpx, then httpx2, whatever their httpcore (the ``lib`` above skips where not replayed)."""
+    return pytest.importorskip(request.param)
+
+
+@pytest.mark.parametrize("size", [1, 3])
+def test_the_pool_never_starves(any_lib: ModuleType, mode: str, size: int) -> None:
+    """``max_connections=size``, each connection dying on its second request, GETs one after
+    another: where we replay, every GET succeeds on a new connection; where the pool would keep
+    the dead connection in its slot (httpcore < 1.0.3), nothing is replayed and the caller gets
+    exactly what it gets unpatched (never ``PoolTimeout``)."""
+    lib = any_lib
+    core = importlib.import_module(CORES[lib.__name__])
+    client = {
+        "limits": lib.Limits(max_connections=size, max_keepalive_connections=size),
+        "timeout": lib.Timeout(5.0, pool=1.0),
+    }
+    calls = [("GET", {})] * (2 * size + 2)
+    with DyingServer() as server:
+        outcomes = exchange(lib, mode, server.url, calls, **client)
+    assert not [outcome for outcome in outcomes if isinstance(outcome, lib.PoolTimeout)]
+    if replay.supported(core):
+        assert outcomes == [200] * len(calls)
+        return
+    with DyingServer() as plain:
+        plain_outcomes = unpatched(lambda: exchange(lib, mode, plain.url, calls, **client))
+    assert [o if o == 200 else type(o) for o in outcomes] == [
+        o if o == 200 else type(o) for o in plain_outcomes
+    ]
+    assert server.connections_of("GET") == plain.connections_of("GET")
 
 
 def test_old_httpcore_is_left_alone() -> None:
-    """Their pools keep a closed connection: replaying there would starve the pool, so the
-    classes stay unwrapped and a dead reused connection raises exactly as without the shim."""
+    """httpcore 0.16, 0.17 and 1.0.0 - 1.0.2 keep a closed connection in the pool after
+    ``ConnectionNotAvailable``: replaying there would starve the pool, so the classes stay
+    unwrapped and a dead reused connection raises exactly as without the shim."""
     core = pytest.importorskip("httpcore")
     if replay.supported(core):
-        pytest.skip(f"httpcore {core.__version__} replays; this is for httpcore < 1.0")
+        pytest.skip(f"httpcore {core.__version__} replays; this is for httpcore < 1.0.3")
     httpx = pytest.importorskip("httpx")
     assert not any(cls.__module__.startswith("httpcore.") for cls in replay.patched_classes())
     with DyingServer() as server:

@@ -389,9 +389,9 @@ def test_patch_is_idempotent() -> None:
     assert integration.patched_classes() == [urllib3.connection.HTTPConnection]
 
 
-@pytest.mark.parametrize("name", ["urllib3", "urllib3.connection"])
-def test_skip_leaves_urllib3_alone(origin: CountingOrigin, name: str) -> None:
-    keepalive_patch.apply(skip=[name])
+def test_skip_leaves_urllib3_alone(origin: CountingOrigin) -> None:
+    """Only the library's name skips it (a module name is unknown: ``live/test_skip.py``)."""
+    keepalive_patch.apply(skip=["urllib3"])
     assert integration.patched_classes() == []
     with urllib3.PoolManager() as manager:
         get(manager, origin.url)

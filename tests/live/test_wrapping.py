@@ -161,3 +161,49 @@ def test_stub_wrapped_by_someone_else(unpatched: dict[type, Any], server: str) -
     assert transport._pool._retries == 0
     assert getattr(transport._pool, "_socket_options", None) is None
     httpx.HTTPTransport.__init__ = unpatched[httpx.HTTPTransport]
+
+
+def _every_library() -> list[str]:
+    """Import every library the registry watches that is installed here; their names."""
+    import importlib
+
+    found = []
+    for module in keepalive_patch.WATCHED:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            continue
+        found.append(module)
+    return found
+
+
+def _looks(function: Any) -> dict[str, Any]:
+    """What instrumentation reads of a method before choosing how to wrap it."""
+    return {
+        "coroutine": inspect.iscoroutinefunction(function),
+        "signature": str(inspect.signature(function)),
+        "name": function.__name__,
+        "qualname": function.__qualname__,
+        "module": function.__module__,
+        "doc": function.__doc__,
+        "unwrapped": inspect.unwrap(function),
+    }
+
+
+def test_every_wrapped_method_looks_like_its_original_before_first_use() -> None:
+    """Before the first call a method's stand-in is what the class holds: to ``inspect`` and
+    ``functools.wraps`` readers it must be the original (coroutine-ness included), for every
+    method of every integration, replay's connection sends among them."""
+    assert _every_library()
+    keepalive_patch.remove()
+    keepalive_patch.apply()  # fresh stand-ins, none used yet
+    from keepalive_patch._wrapping import wrapped_methods
+
+    wrapped = wrapped_methods()
+    assert any(inspect.iscoroutinefunction(original) for _, _, original in wrapped)
+    for cls, attribute, original in wrapped:
+        standing = cls.__dict__[attribute]
+        assert standing is not original, (cls, attribute)
+        want = _looks(original)
+        want["unwrapped"] = inspect.unwrap(original)
+        assert _looks(standing) == want, (cls, attribute)

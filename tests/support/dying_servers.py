@@ -4,13 +4,16 @@
 connection (a test may change ``answered`` while it runs), then reads the next request whole --
 head and body -- and kills the connection without answering: with FIN (``close="fin"``), with
 RST (``"rst"``: ``SO_LINGER`` 0), after the response head and half the body (``"mid-body"``),
-or it never answers at all (``"hang"``, for timeouts).  ``DyingH2Server`` does the same over
-HTTP/2 (cleartext, prior knowledge), and can also say GOAWAY for the very stream it was sent
-(``"goaway"``).
+after part of the response head (``"partial-head"``: ``HTTP/1.1 200 OK\r\nContent-Le``), after
+an interim ``100 Continue`` (``"1xx"``), or it never answers at all (``"hang"``, for timeouts).
+``DyingH2Server`` does the same over HTTP/2 (cleartext, prior knowledge; what it answered before
+is sent first), can say GOAWAY for the very stream it was sent (``"goaway"``), or send a
+``100`` informational header block on it and close (``"1xx"``).
 
 ``seen`` is the server's own record, one ``Seen`` per request read whole, in order: which
-connection it came on, method, headers, body, and whether it was answered.  A test proves a
-replay (or its absence) by these counts, not by what the client believes.
+connection it came on, method, headers, body, whether it was answered, and how many responses
+the server had sent on that connection when it read the request.  A test proves a replay (or its
+absence) by these counts, not by what the client believes.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ class Seen:
     headers: dict[str, str]
     body: bytes
     answered: bool
+    #: Responses the server had sent on this connection when it read this request: 0 means the
+    #: client sent it on a connection that had not returned a response (a fresh one).
+    replies_before: int = 0
 
 
 class _Counting(LoopbackServer):
@@ -75,12 +81,11 @@ class _Counting(LoopbackServer):
         return [seen.connection for seen in self.sent(method)]
 
     def record(self, connection: int, method: bytes, target: bytes, headers: object, body: bytes,
-               answered: bool) -> None:  # fmt: skip
+               answered: bool, replies_before: int) -> None:  # fmt: skip
         pairs = [(bytes(k).decode("latin-1").lower(), bytes(v).decode("latin-1"))
                  for k, v in headers]  # type: ignore[attr-defined]  # fmt: skip
-        self.seen.append(
-            Seen(connection, method.decode(), target.decode(), dict(pairs), body, answered)
-        )
+        self.seen.append(Seen(connection, method.decode(), target.decode(), dict(pairs), body,
+                              answered, replies_before))  # fmt: skip
 
     @staticmethod
     def reset(conn: socket.socket) -> None:
@@ -109,7 +114,7 @@ class DyingServer(_Counting):
         self.tls = tls
         #: Seconds to wait before each answer (so that concurrent requests overlap).
         self.delay = delay
-        super().__init__(answered, close, ("fin", "rst", "mid-body", "hang"))
+        super().__init__(answered, close, ("fin", "rst", "mid-body", "partial-head", "1xx", "hang"))
 
     @property
     def url(self) -> str:
@@ -129,7 +134,7 @@ class DyingServer(_Counting):
                     return
                 head, body = request
                 answer = served < self.answered
-                self.record(number, head.method, head.target, head.headers, body, answer)
+                self.record(number, head.method, head.target, head.headers, body, answer, served)
                 if not answer:
                     self._die(conn, protocol)
                     return
@@ -174,6 +179,11 @@ class DyingServer(_Counting):
             self.reset(conn)
         elif self.close_how == "mid-body":
             self._respond(conn, protocol, self.body, complete=False)
+        elif self.close_how == "partial-head":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Le")
+        elif self.close_how == "1xx":
+            interim = h11.InformationalResponse(status_code=100, headers=[])
+            conn.sendall(protocol.send(interim) or b"")
         elif self.close_how == "hang":
             self.hold(conn)
 
@@ -182,11 +192,13 @@ class DyingH2Server(_Counting):
     """HTTP/2 origin (cleartext, prior knowledge) whose connections die after ``answered``.
 
     ``"goaway"`` answers the dying request's stream with GOAWAY naming that very stream as the
-    last one processed, then closes: the server says it may have acted on it.
+    last one processed, then closes: the server says it may have acted on it.  ``"1xx"`` sends
+    a ``100`` informational header block on that stream, then closes.  Before it dies, the
+    answers to streams it read in the same batch are sent (``"fin"``, ``"1xx"``).
     """
 
     def __init__(self, answered: int = 1, close: str = "fin") -> None:
-        super().__init__(answered, close, ("fin", "rst", "goaway"))
+        super().__init__(answered, close, ("fin", "rst", "goaway", "1xx"))
 
     def handle(self, conn: socket.socket) -> None:
         import h2.config
@@ -197,7 +209,7 @@ class DyingH2Server(_Counting):
         protocol = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
         protocol.initiate_connection()
         conn.sendall(protocol.data_to_send())
-        served = 0
+        served = replies = 0  # answers made; answers sent on the wire
         heads: dict[int, list[tuple[bytes, bytes]]] = {}
         bodies: dict[int, bytes] = {}
         while True:
@@ -217,15 +229,19 @@ class DyingH2Server(_Counting):
                     pseudo = dict(heads[stream])
                     answer = served < self.answered
                     self.record(number, pseudo[b":method"], pseudo[b":path"], heads[stream],
-                                bodies.get(stream, b""), answer)  # fmt: skip
+                                bodies.get(stream, b""), answer, replies)  # fmt: skip
                     if not answer:
                         if self.close_how == "rst":
                             self.reset(conn)
                         elif self.close_how == "goaway":
                             protocol.close_connection(last_stream_id=stream)
+                        elif self.close_how == "1xx":
+                            protocol.send_headers(stream, [(":status", "100")])
+                        if self.close_how != "rst":
                             conn.sendall(protocol.data_to_send())
                         return
                     served += 1
                     protocol.send_headers(stream, [(":status", "200"), ("content-length", "2")])
                     protocol.send_data(stream, b"ok", end_stream=True)
             conn.sendall(protocol.data_to_send())
+            replies = served
