@@ -1,5 +1,5 @@
-"""The ``keepalive-patch`` command: ``run``, ``path``, ``enable`` / ``disable``, ``bundle`` and
-``check``.
+"""The ``keepalive-patch`` command: ``run``, ``path``, ``enable`` / ``disable``, ``bundle``,
+``check`` and ``inspect``.
 
 Imported only when the command runs, never at interpreter start, so it may use ``argparse`` and
 friends freely.
@@ -65,6 +65,10 @@ def _main(argv: Sequence[str] | None) -> int:
         from keepalive_patch import bundle
 
         return bundle.run(args.directory, _listed(args.python), _listed(args.platform), args.wrapt)
+    if args.command_name == "inspect":
+        from keepalive_patch import processes
+
+        return processes.run(args.pids, as_json=args.json, proc_only=args.proc_only)
     from keepalive_patch import check
 
     if args.url is not None and not args.url.lower().startswith(("http://", "https://")):
@@ -164,6 +168,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_setting_flags(check_parser)
 
+    inspect_parser = commands.add_parser(
+        "inspect",
+        help="show the keepalive state of a running process's TCP connections (Linux)",
+        description="List each TCP connection of the running process PID with the keepalive "
+        "options set on it, read with getsockopt on a duplicate of its socket (pidfd_getfd: "
+        "root, or the same user where ptrace is allowed), or else from the keepalive timer in "
+        "/proc/PID/net/tcp.  Changes nothing in the process.  Exit status: 0 when every "
+        "established outbound connection has keepalive on; 1 when some do not; 4 when a "
+        "process cannot be read (no such process, not permitted).",
+    )
+    inspect_parser.add_argument(
+        "pids", nargs="+", type=_pid, metavar="PID", help="the process to inspect"
+    )
+    inspect_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect_parser.add_argument(
+        "--proc-only",
+        action="store_true",
+        help="never duplicate a socket: read only the timers in /proc/PID/net/tcp",
+    )
+
     for sub in commands.choices.values():
         sub.set_defaults(subparser=sub)
     return parser
@@ -207,6 +231,16 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not 0 < value <= 3600:
         raise argparse.ArgumentTypeError(f"must be more than 0 and at most 3600, got {text!r}")
+    return value
+
+
+def _pid(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a process ID: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"not a process ID: {text!r}")
     return value
 
 

@@ -149,7 +149,9 @@ def merge(
     - nothing given → ours;
     - ``SO_KEEPALIVE`` set to 0 → theirs alone: they switched keepalive off;
     - any timing option set (``TCP_KEEPIDLE``, macOS ``TCP_KEEPALIVE``, ``TCP_KEEPINTVL``,
-      ``TCP_KEEPCNT``) → theirs, plus none of our keepalive options but ``TCP_USER_TIMEOUT``;
+      ``TCP_KEEPCNT``) → theirs, plus none of our timings: only ``SO_KEEPALIVE=1`` if they
+      left it out (timings do nothing while keepalive is off: they asked for keepalive), and
+      ``TCP_USER_TIMEOUT``;
     - otherwise (no keepalive option, or only ``SO_KEEPALIVE=1``) → theirs plus ours.
 
     ``TCP_USER_TIMEOUT`` (opt-in) is added unless they set it or switched keepalive off.  Options
@@ -169,10 +171,11 @@ def merge(
     tcp = getattr(sock, "IPPROTO_TCP", 6)
     timing = {(tcp, getattr(sock, name)) for name in TIMING_NAMES if hasattr(sock, name)}
     theirs_timed = not timing.isdisjoint(set_by_them)
-    user_timeout = (tcp, getattr(sock, "TCP_USER_TIMEOUT", None))
+    # With their timings, ours adds only what switches keepalive on and the user timeout.
+    also_timed = {keepalive_key, (tcp, getattr(sock, "TCP_USER_TIMEOUT", None))}
     for option in ours:
         key = (option[0], option[1])
-        if key in set_by_them or (theirs_timed and key != user_timeout):
+        if key in set_by_them or (theirs_timed and key not in also_timed):
             continue
         theirs.append(option)
     return theirs

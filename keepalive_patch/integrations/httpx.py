@@ -64,20 +64,19 @@ class _TransportPlan(InitPlan):
             )
 
     def fast(self, kwargs: dict[str, Any]) -> dict[str, Any] | None:
-        """A call naming none of ``DECIDING`` gets exactly what ``adjust`` would add to it,
-        computed once per settings generation (one shared tuple of options: nobody mutates it).
-        """
+        """A call naming none of ``DECIDING`` gets exactly what ``adjust`` adds to a call that
+        names none of them, worked out once per settings generation (the options as one shared
+        tuple: nobody mutates it)."""
         if not kwargs.keys() <= self._plain:
             return None
         ours = self._ours
         if ours is None or ours[0] != config.generation():
-            state = sockopts.in_force()
+            generation, state = config.generation(), sockopts.in_force()
             extra: dict[str, Any] = {}
-            if state.settings.retries and self.takes_retries:
-                extra["retries"] = state.settings.retries
-            if self.takes_options and state.options:
-                extra["socket_options"] = tuple(state.options)
-            ours = (config.generation(), extra)
+            self.adjust(extra)
+            if "socket_options" in extra:
+                extra["socket_options"] = tuple(extra["socket_options"])
+            ours = (generation, extra)
             if state.probed:  # else probe again next time, as ``in_force`` does
                 self._ours = ours
         return {**kwargs, **ours[1]}
