@@ -190,7 +190,10 @@ def _suite(session: nox.Session, cell: str, wrapt: str, urllib3: str, aiohttp: s
         " if n in {d.metadata['Name'] for d in m.distributions()}))",
         silent=False,
     )
-    session.run("pytest", "-q", "-m", "not matrix", "-p", "no:cacheprovider", *session.posargs)
+    # "fleet" tests build their own environments (bundles, other Pythons, agents, the wheel):
+    # once, in the main run, is enough.
+    marks = "not matrix and not fleet"
+    session.run("pytest", "-q", "-m", marks, "-p", "no:cacheprovider", *session.posargs)
 
 
 @nox.session

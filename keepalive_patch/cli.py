@@ -1,5 +1,5 @@
-"""The ``keepalive-patch`` command: ``run``, ``path``, ``enable`` / ``disable``, ``check`` and
-``inspect``.
+"""The ``keepalive-patch`` command: ``run``, ``path``, ``enable`` / ``disable``, ``bundle``,
+``check`` and ``inspect``.
 
 Imported only when the command runs, never at interpreter start, so it may use ``argparse`` and
 friends freely.
@@ -61,6 +61,10 @@ def _main(argv: Sequence[str] | None) -> int:
         return 0
     if args.command_name in ("enable", "disable"):
         return set_enabled(args.command_name == "enable", user=args.user)
+    if args.command_name == "bundle":
+        from keepalive_patch import bundle
+
+        return bundle.run(args.directory, _listed(args.python), _listed(args.platform), args.wrapt)
     if args.command_name == "inspect":
         from keepalive_patch import processes
 
@@ -112,6 +116,36 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("--user", action="store_true", help="use the user site-packages directory")
 
+    bundle_parser = commands.add_parser(
+        "bundle",
+        help="build one directory that patches every CPython 3.9+ (for images you do not own)",
+        description="Build DIR (new or empty) holding keepalive-patch and wrapt, with wrapt's "
+        "compiled extension for each CPython version and platform (pure Python for any "
+        "other).  Set PYTHONPATH=DIR/keepalive_patch/bootstrap in any app process; nothing "
+        "needs to be installed there.  Building fetches wrapt's wheels with pip (needs the "
+        "network); running never does.",
+    )
+    bundle_parser.add_argument("directory", metavar="DIR", help="where to build (new or empty)")
+    bundle_parser.add_argument(
+        "--python",
+        action="append",
+        metavar="X.Y",
+        help="CPython versions to carry compiled wrapt for, comma-separated or repeated "
+        "(default: 3.9,3.10,3.11,3.12,3.13)",
+    )
+    bundle_parser.add_argument(
+        "--platform",
+        action="append",
+        metavar="TAG",
+        help="wheel platform tags, comma-separated or repeated (default: manylinux_2_28 and "
+        "musllinux_1_2 for this machine's architecture)",
+    )
+    bundle_parser.add_argument(
+        "--wrapt",
+        metavar="VERSION",
+        help="wrapt release to carry (default: the one installed here)",
+    )
+
     check_parser = commands.add_parser(
         "check",
         help="show the settings and prove them on live connections",
@@ -157,6 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in commands.choices.values():
         sub.set_defaults(subparser=sub)
     return parser
+
+
+def _listed(values: list[str] | None) -> list[str] | None:
+    """``--python 3.9,3.10 --python 3.13`` -> ``["3.9", "3.10", "3.13"]``; None if not given."""
+    if not values:
+        return None
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
