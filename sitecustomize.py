@@ -10,6 +10,6 @@ installation uses ``keepalive_patch/bootstrap`` (``python -m keepalive_patch pat
 import sys
 
 if sys.version_info >= (3, 9):  # noqa: UP036 - read by any interpreter on PYTHONPATH
-    from keepalive_patch import _bootstrap
+    from keepalive_patch import _sitecustomize
 
-    _bootstrap.chain(__file__)
+    _sitecustomize.chain(__file__)

@@ -32,7 +32,7 @@ from typing import Any, TextIO
 
 import keepalive_patch
 from keepalive_patch import _log, config, sockopts
-from keepalive_patch.probes import Probe, available
+from keepalive_patch.check_clients import ClientCheck, installed
 from keepalive_patch.sockopts import SocketOption
 
 DISTRIBUTIONS = ("httpx", "httpcore", "httpx2", "httpcore2", "urllib3", "requests", "aiohttp")
@@ -335,43 +335,43 @@ class _Collector(logging.Handler):
 def _connect_all(
     url: str | None, expected: list[SocketOption], err: TextIO, timeout: float
 ) -> tuple[str, list[Connection]]:
-    probes = available()
+    clients = installed()
     if url is not None:
-        return url, _within(timeout, probes, url, True, expected, err)
+        return url, _within(timeout, clients, url, True, expected, err)
     with loopback_server() as loopback_url:
-        connections = _within(timeout, probes, loopback_url, False, expected, None)
+        connections = _within(timeout, clients, loopback_url, False, expected, None)
         return f"{loopback_url} (loopback server started by check)", connections
 
 
 def _within(
     timeout: float,
-    probes: list[Probe],
+    clients: list[ClientCheck],
     url: str,
     trust_env: bool,
     expected: list[SocketOption],
     progress: TextIO | None,
 ) -> list[Connection]:
-    """Run the probes on a worker thread and stop waiting at the deadline, whatever hangs."""
+    """Run the client checks on a worker thread and stop waiting at the deadline, whatever hangs."""
     deadline = time.monotonic() + timeout
     done: list[Connection] = []
 
     def work() -> None:
-        for index, probe in enumerate(probes):
+        for index, client in enumerate(clients):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            share = remaining / (len(probes) - index)  # one hung server cannot starve the rest
-            done.append(_connect(probe, url, trust_env, expected, progress, share))
+            share = remaining / (len(clients) - index)  # one hung server cannot starve the rest
+            done.append(_connect(client, url, trust_env, expected, progress, share))
 
     worker = threading.Thread(target=work, name="keepalive-patch-check", daemon=True)
     worker.start()
     worker.join(timeout)
     connections = list(done)
-    for probe in probes[len(connections) :]:
+    for client in clients[len(connections) :]:
         connections.append(
             Connection(
-                probe.library,
-                probe.transport,
+                client.library,
+                client.transport,
                 error=f"TimeoutError: not done within the --timeout of {timeout:g} s",
             )
         )
@@ -379,38 +379,38 @@ def _within(
 
 
 def _connect(
-    probe: Probe,
+    client: ClientCheck,
     url: str,
     trust_env: bool,
     expected: list[SocketOption],
     progress: TextIO | None,
     timeout: float,
 ) -> Connection:
-    """One request through ``probe``; the options its socket carries, or why there were none."""
-    connection = Connection(probe.library, probe.transport)
-    if probe.options_from in config.current().skip:
-        connection.skipped = f"left alone: {config.BY_NAME['skip'].env} names {probe.options_from}"
+    """One request through ``client``; the options its socket carries, or why there were none."""
+    connection = Connection(client.library, client.transport)
+    if client.options_from in config.current().skip:
+        connection.skipped = f"left alone: {config.BY_NAME['skip'].env} names {client.options_from}"
         return connection
     if progress is not None:
         progress.write(
-            f"keepalive-patch check: connecting to {url} with {probe.library} "
-            f"({probe.transport})...\n"
+            f"keepalive-patch check: connecting to {url} with {client.library} "
+            f"({client.transport})...\n"
         )
         progress.flush()
-    if probe.library in ("httpx", "httpx2"):
+    if client.library in ("httpx", "httpx2"):
         import importlib
 
-        from keepalive_patch.probes import takes_socket_options
+        from keepalive_patch.check_clients import takes_socket_options
 
-        module = importlib.import_module(probe.library)
+        module = importlib.import_module(client.library)
         connection.takes_socket_options = takes_socket_options(module)
         if not connection.takes_socket_options:
             connection.note = (
-                f"{probe.library} {getattr(module, '__version__', '')} takes no socket_options "
+                f"{client.library} {getattr(module, '__version__', '')} takes no socket_options "
                 "(httpx < 0.25): retries only"
             )
     try:
-        connection.status, connection.retries, values = probe.request(
+        connection.status, connection.retries, values = client.request(
             url, trust_env, expected, timeout
         )
         connection.readings = [Reading(option, actual) for option, actual in values]

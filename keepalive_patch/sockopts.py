@@ -54,41 +54,41 @@ def keepalive_options(settings: config.Settings, sock: ModuleType = socket) -> l
     return options
 
 
-class Probe(NamedTuple):
-    """Options the kernel accepted, the ones it rejected (with why), and whether a probe ran."""
+class Vetting(NamedTuple):
+    """Options the kernel accepted, the ones it rejected (with why), and whether it was asked."""
 
     accepted: list[SocketOption]
     rejected: list[tuple[SocketOption, str]]
-    probed: bool
+    vetted: bool
 
 
-def probe(options: Sequence[SocketOption], sock: ModuleType = socket) -> Probe:
+def vet(options: Sequence[SocketOption], sock: ModuleType = socket) -> Vetting:
     """Try each option on a throwaway TCP socket and keep those the kernel accepts.
 
     Sandboxes, WSL1 and old Windows builds reject some options; passing one on would turn every
     connection attempt into a connect error.  Whatever one option raises only drops that option.
-    If no socket can be made at all, no option is offered (``probed`` is False, so the caller
+    If no socket can be made at all, no option is offered (``vetted`` is False, so the caller
     tries again later).
     """
     try:
-        probe_socket = sock.socket(sock.AF_INET, sock.SOCK_STREAM)
+        trial = sock.socket(sock.AF_INET, sock.SOCK_STREAM)
     except OSError:
         try:
-            probe_socket = sock.socket(sock.AF_INET6, sock.SOCK_STREAM)
+            trial = sock.socket(sock.AF_INET6, sock.SOCK_STREAM)
         except OSError:
-            return Probe([], [], probed=False)
+            return Vetting([], [], vetted=False)
     accepted: list[SocketOption] = []
     rejected: list[tuple[SocketOption, str]] = []
-    with probe_socket:
+    with trial:
         for option in options:
             try:
-                probe_socket.setsockopt(*option)
+                trial.setsockopt(*option)
             except Exception as exc:  # OSError, and OverflowError / TypeError for odd values
                 reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
                 rejected.append((option, reason))
             else:
                 accepted.append(option)
-    return Probe(accepted, rejected, probed=True)
+    return Vetting(accepted, rejected, vetted=True)
 
 
 class InForce(NamedTuple):
@@ -97,7 +97,7 @@ class InForce(NamedTuple):
     settings: config.Settings
     options: list[SocketOption]
     rejected: list[tuple[SocketOption, str]]
-    probed: bool
+    vetted: bool
 
 
 _lock = threading.Lock()
@@ -106,9 +106,9 @@ _cache: tuple[int, InForce] | None = None
 
 
 def in_force() -> InForce:
-    """The settings and probed options; recomputed after ``config.set_explicit``.  Never raises.
+    """The settings and vetted options; recomputed after ``config.set_explicit``.  Never raises.
 
-    A probe that fails as a whole offers no options (and is tried again next time); the other
+    A kernel check that fails as a whole offers no options (and is tried again next time); the other
     settings, ``retries`` among them, stay in force.
     """
     cached = _cache
@@ -123,18 +123,18 @@ def _compute() -> InForce:
         generation = config.generation()
         settings = config.current()
         try:
-            result = probe(keepalive_options(settings))
+            result = vet(keepalive_options(settings))
         except Exception:
-            log_once("probe", WARNING, "could not probe keepalive options", exc_info=True)
-            result = Probe([], [], probed=False)
+            log_once("vet", WARNING, "could not try keepalive options on a socket", exc_info=True)
+            result = Vetting([], [], vetted=False)
         if result.rejected:
             names = ", ".join(
                 f"{option_name(opt[0], opt[1])}={opt[2]} ({why})" for opt, why in result.rejected
             )
             log_once("rejected:" + names, WARNING, "this kernel rejects %s; not setting it", names)
-        state = InForce(settings, result.accepted, result.rejected, result.probed)
-        if not result.probed:
-            log_once("noprobe", WARNING, "could not open a socket to probe keepalive options")
+        state = InForce(settings, result.accepted, result.rejected, result.vetted)
+        if not result.vetted:
+            log_once("novet", WARNING, "could not open a socket to try keepalive options on")
         else:
             _cache = (generation, state)
         return state

@@ -10,21 +10,21 @@ import sys
 
 if sys.version_info >= (3, 9):  # noqa: UP036 - read by any interpreter on PYTHONPATH
     try:
-        from keepalive_patch import _bootstrap
+        from keepalive_patch import _sitecustomize
     except ModuleNotFoundError as exc:
         if exc.name != "keepalive_patch":
             raise
         # An interpreter that cannot see the environment this directory belongs to (say a
         # system Python started by the app, or a fleet's bundle directory): use the package
         # beside us without leaving that environment on its path, and lend it wrapt from the
-        # same place (see ``_bootstrap.lend_wrapt``).
+        # same place (see ``_sitecustomize.lend_wrapt``).
         import os
 
         home = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         sys.path.insert(0, home)
         try:
-            from keepalive_patch import _bootstrap
+            from keepalive_patch import _sitecustomize
         finally:
             del sys.path[0]
-        _bootstrap.lend_wrapt(home)
-    _bootstrap.chain(__file__)
+        _sitecustomize.lend_wrapt(home)
+    _sitecustomize.chain(__file__)

@@ -62,7 +62,7 @@ class _TransportPlan(InitPlan):
             if "socket_options" in extra:
                 extra["socket_options"] = tuple(extra["socket_options"])
             ours = (generation, extra)
-            if state.probed:  # else probe again next time, as ``in_force`` does
+            if state.vetted:  # else vet again next time, as ``in_force`` does
                 self._ours = ours
         return {**kwargs, **ours[1]}
 

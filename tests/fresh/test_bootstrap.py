@@ -29,7 +29,7 @@ from support.procs import (
     throwaway_venv,
 )
 
-from keepalive_patch import _bootstrap, bootstrap
+from keepalive_patch import _sitecustomize, bootstrap
 
 BOOTSTRAP = bootstrap.DIRECTORY
 #: The two ways to put our sitecustomize first: the checkout itself, or the installed package's.
@@ -156,11 +156,11 @@ def test_find_next_skips_our_own_directory(tmp_path: Path) -> None:
     for directory in (ours, theirs):
         directory.mkdir()
         (directory / "sitecustomize.py").write_text("")
-    spec = _bootstrap.find_next(str(ours), [str(theirs), str(ours), str(ours), str(theirs)])
+    spec = _sitecustomize.find_next(str(ours), [str(theirs), str(ours), str(ours), str(theirs)])
     assert spec is not None and spec.origin == str(theirs / "sitecustomize.py")
-    assert _bootstrap.find_next(str(ours), [str(theirs), str(ours)]) is None
+    assert _sitecustomize.find_next(str(ours), [str(theirs), str(ours)]) is None
     # Not on the path at all: search all of it, still never finding ourselves.
-    spec = _bootstrap.find_next(str(ours), [str(theirs)])
+    spec = _sitecustomize.find_next(str(ours), [str(theirs)])
     assert spec is not None and spec.origin == str(theirs / "sitecustomize.py")
 
 

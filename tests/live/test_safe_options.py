@@ -1,7 +1,7 @@
 """Inputs that must never break a working app, on live loopback connections.
 
-From adversarial testing: an option the kernel refuses in any way, a probe that fails whole,
-and a caller whose own ``socket_options`` generator raises.
+From adversarial testing: an option the kernel refuses in any way, a kernel check
+(``sockopts.vet``) that fails whole, and a caller whose own ``socket_options`` generator raises.
 """
 
 from __future__ import annotations
@@ -39,13 +39,13 @@ def test_an_option_that_raises_anything_is_dropped_alone(
     assert any(str(2**40) in record.getMessage() for record in caplog.records)
 
 
-def test_a_probe_that_fails_whole_still_leaves_retries(
+def test_a_kernel_check_that_fails_whole_still_leaves_retries(
     lib: types.ModuleType, monkeypatch: pytest.MonkeyPatch, http_url: str
 ) -> None:
     def broken(options: Any, sock: Any = socket) -> Any:
-        raise RuntimeError("no probe today")
+        raise RuntimeError("no kernel check today")
 
-    monkeypatch.setattr(sockopts, "probe", broken)
+    monkeypatch.setattr(sockopts, "vet", broken)
     keepalive_patch.apply()
     assert keepalive_patch.socket_options() == []
     assert keepalive_patch.settings().idle == 30, "settings() never raises on configuration"

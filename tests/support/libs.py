@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from keepalive_patch.probes import takes_socket_options
+from keepalive_patch.check_clients import takes_socket_options
 
 __all__ = [
     "LIBRARIES",

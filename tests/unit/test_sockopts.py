@@ -118,7 +118,7 @@ def test_timings_alone_on_macos_switch_keepalive_on() -> None:
 
 
 def test_timings_alone_where_the_kernel_rejected_so_keepalive() -> None:
-    """Only what the probe accepted is ever added."""
+    """Only what the kernel accepted is ever added."""
     idle = (TCP, socket.TCP_KEEPIDLE, 99)
     assert options.merge([idle], LINUX_OURS[1:]) == [idle, USER_TIMEOUT]
 
@@ -134,26 +134,26 @@ def test_merging_a_merged_list_again_adds_nothing(given: list[options.SocketOpti
     assert options.merge(once, LINUX_OURS) == once
 
 
-def test_probe_keeps_what_the_kernel_accepts() -> None:
+def test_vet_keeps_what_the_kernel_accepts() -> None:
     wanted = options.keepalive_options(SETTINGS)
-    result = options.probe(wanted)
-    assert result.probed
+    result = options.vet(wanted)
+    assert result.vetted
     assert result.accepted == wanted
     assert result.rejected == []
 
 
-def test_probe_drops_what_the_real_kernel_rejects() -> None:
+def test_vet_drops_what_the_real_kernel_rejects() -> None:
     """Linux refuses TCP_KEEPIDLE=0 and TCP_KEEPCNT=0 with EINVAL: a real rejection, no mock."""
     good = (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     bad_idle = (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 0)
     bad_count = (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 0)
-    result = options.probe([good, bad_idle, bad_count])
+    result = options.vet([good, bad_idle, bad_count])
     assert result.accepted == [good]
     assert [option for option, _ in result.rejected] == [bad_idle, bad_count]
     assert all(why for _, why in result.rejected)
 
 
-def test_probe_without_sockets_offers_nothing() -> None:
+def test_vet_without_sockets_offers_nothing() -> None:
     """Where no socket can be made (a locked-down sandbox) nothing is injected."""
 
     def no_socket(*args: object) -> socket.socket:
@@ -161,8 +161,8 @@ def test_probe_without_sockets_offers_nothing() -> None:
 
     locked = facade(AF_INET=2, AF_INET6=10, SOCK_STREAM=1)
     locked.socket = no_socket  # type: ignore[attr-defined]
-    result = options.probe([(1, 9, 1)], locked)
-    assert not result.probed
+    result = options.vet([(1, 9, 1)], locked)
+    assert not result.vetted
     assert result.accepted == []
 
 

@@ -1,9 +1,9 @@
 """What ``keepalive-patch check`` tries: per library, a request that exposes its live socket.
 
-Each probe makes one real request with a library's ordinary client, the way an application
+Each client check makes one real request with a library's ordinary client, the way an application
 would, and reads the expected options back from that request's own socket while the connection
-is still open.  A probe raises what the library raised when the request fails.  Adding an
-integration means adding its probe to ``available()``.
+is still open.  A client check raises what the library raised when the request fails.  Adding
+an integration means adding its client check to ``installed()``.
 """
 
 from __future__ import annotations
@@ -35,18 +35,18 @@ class HttpxLike(Protocol):
     def AsyncClient(self, **kwargs: Any) -> Any: ...
 
 
-#: What one probe returns: the status, the connect retries in force (``None``: the library's
+#: What one client check returns: the status, the connect retries in force (``None``: the library's
 #: own policy), and each expected option next to what ``getsockopt`` read from the live socket.
 Result = Tuple[int, Optional[int], List[Tuple[SocketOption, Optional[int]]]]  # noqa: UP006
 
 
 @dataclass(frozen=True)
-class Probe:
+class ClientCheck:
     """One library, one transport flavour, and how to make a request that exposes its socket.
 
     ``options_from`` names the library of the registry (``keepalive_patch.WATCHED``) whose
     integration puts the options on these sockets, the ``KEEPALIVE_PATCH_SKIP`` name that leaves
-    them alone: requests' sockets are urllib3's.  A probe runs only where that library is
+    them alone: requests' sockets are urllib3's.  A check runs only where that library is
     registered and its own package installed.
     """
 
@@ -56,21 +56,21 @@ class Probe:
     request: Callable[[str, bool, list[SocketOption], float], Result]
 
 
-def available() -> list[Probe]:
-    """The probes to run here: registered integrations, installed libraries."""
+def installed() -> list[ClientCheck]:
+    """The client checks to run here: registered integrations, installed libraries."""
     from keepalive_patch import known_names
 
-    probes = []
+    checks = []
     for name in ("httpx", "httpx2"):
-        probes.append(Probe(name, "sync", name, _httpx_sync(name)))
-        probes.append(Probe(name, "async", name, _httpx_async(name)))
-    probes.append(Probe("requests", "sync", "urllib3", _requests))
-    probes.append(Probe("urllib3", "sync", "urllib3", _urllib3))
-    probes.append(Probe("aiohttp", "async", "aiohttp", _aiohttp))
+        checks.append(ClientCheck(name, "sync", name, _httpx_sync(name)))
+        checks.append(ClientCheck(name, "async", name, _httpx_async(name)))
+    checks.append(ClientCheck("requests", "sync", "urllib3", _requests))
+    checks.append(ClientCheck("urllib3", "sync", "urllib3", _urllib3))
+    checks.append(ClientCheck("aiohttp", "async", "aiohttp", _aiohttp))
     return [
-        probe
-        for probe in probes
-        if probe.options_from in known_names() and _importable(probe.library)
+        check
+        for check in checks
+        if check.options_from in known_names() and _importable(check.library)
     ]
 
 
