@@ -22,7 +22,6 @@ import json
 import logging
 import platform
 import socket
-import socketserver
 import sys
 import threading
 import time
@@ -338,7 +337,7 @@ def _connect_all(
     clients = installed()
     if url is not None:
         return url, _within(timeout, clients, url, True, expected, err)
-    with loopback_server() as loopback_url:
+    with _loopback_server() as loopback_url:
         connections = _within(timeout, clients, loopback_url, False, expected, None)
         return f"{loopback_url} (loopback server started by check)", connections
 
@@ -477,28 +476,16 @@ class _Server(http.server.ThreadingHTTPServer):
 
 
 @contextlib.contextmanager
-def serving(server: socketserver.BaseServer) -> Iterator[None]:
-    """``server`` answering on a daemon thread for the block, then shut down and closed.
-
-    Public for the test suite, which runs its loopback servers (TCP and Unix) the same way.
-    """
+def _loopback_server() -> Iterator[str]:
+    """Check's own HTTP/1.1 server on 127.0.0.1, on a daemon thread; yields its base URL."""
+    server = _Server(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(
         target=server.serve_forever, name="keepalive-patch-check", daemon=True
     )
     thread.start()
     try:
-        yield
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
     finally:
         server.shutdown()
         server.server_close()
         thread.join(5)
-
-
-@contextlib.contextmanager
-def loopback_server(
-    handler: type[http.server.BaseHTTPRequestHandler] = _Handler,
-) -> Iterator[str]:
-    """An HTTP/1.1 server on 127.0.0.1 (check's answer, or ``handler``'s); yields its base URL."""
-    server = _Server(("127.0.0.1", 0), handler)
-    with serving(server):
-        yield f"http://127.0.0.1:{server.server_address[1]}/"

@@ -17,11 +17,10 @@ from support import bundles
 from support.libs import LIBRARIES, MODES, require_socket_options, takes_socket_options, version_of
 from support.others import VERSIONS, app_venv, other_python
 from support.proxies import make_server_tls
-from support.servers import Handler, UnixHTTPServer
+from support.servers import Handler, UnixHTTPServer, http_loopback, running
 
 import keepalive_patch
 from keepalive_patch import _log
-from keepalive_patch.check import loopback_server, serving
 
 #: The variables that would route a test's requests through a proxy from outside.
 PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
@@ -30,7 +29,7 @@ PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 @pytest.fixture(scope="session")
 def http_url() -> Iterator[str]:
     """A real HTTP server on 127.0.0.1; yields its base URL."""
-    with loopback_server(Handler) as url:
+    with http_loopback(Handler) as url:
         yield url
 
 
@@ -39,7 +38,7 @@ def uds_path() -> Iterator[str]:
     """A real HTTP server on a Unix domain socket; yields the socket path."""
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "http.sock")
-        with serving(UnixHTTPServer(path, Handler)):
+        with running(UnixHTTPServer(path, Handler)):
             yield path
 
 

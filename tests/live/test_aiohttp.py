@@ -39,11 +39,8 @@ from support.libs import (  # noqa: E402
     wrapped_classes,
 )
 from support.procs import run_script  # noqa: E402
-from support.proxies import (  # noqa: E402
-    HTTPProxyServer,
-    LoopbackServer,
-    read_head,
-)
+from support.proxies import HTTPProxyServer, read_head  # noqa: E402
+from support.servers import LoopbackServer  # noqa: E402
 from support.sockets import expected, kernel_defaults, read_options  # noqa: E402
 
 import keepalive_patch  # noqa: E402

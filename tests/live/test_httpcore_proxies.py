@@ -19,12 +19,8 @@ from typing import Any, Callable
 import pytest
 from support.faults import warnings_from_patching_twice
 from support.libs import wrapped_classes
-from support.proxies import (
-    HTTPProxyServer,
-    LoopbackServer,
-    OriginServer,
-    Socks5ProxyServer,
-)
+from support.proxies import HTTPProxyServer, OriginServer, Socks5ProxyServer
+from support.servers import LoopbackServer
 
 import keepalive_patch
 from keepalive_patch.integrations import httpcore as proxies

@@ -20,7 +20,8 @@ import anyio
 import pytest
 from support.dying_servers import DyingH2Server, DyingServer, Seen
 from support.libs import original_of, wrapped_classes
-from support.proxies import HTTPProxyServer, LoopbackServer, Socks5ProxyServer
+from support.proxies import HTTPProxyServer, Socks5ProxyServer
+from support.servers import LoopbackServer
 
 import keepalive_patch
 from keepalive_patch import replay

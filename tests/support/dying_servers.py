@@ -27,7 +27,7 @@ import time
 
 import h11
 
-from support.proxies import LoopbackServer
+from support.servers import LoopbackServer
 
 #: ``SO_LINGER`` on, 0 seconds: ``close()`` sends RST instead of FIN.
 LINGER_ZERO = struct.pack("ii", 1, 0)

@@ -13,7 +13,8 @@ import socket
 from collections.abc import Sequence
 from typing import Union
 
-from .proxies import LoopbackServer, recv_exactly
+from .proxies import recv_exactly
+from .servers import LoopbackServer
 
 CLOSE = "close"
 SILENT = "silent"

@@ -1,4 +1,4 @@
-"""Small real servers on loopback for tests: an HTTP origin, an HTTP proxy, a SOCKS5 proxy.
+"""An HTTP origin, an HTTP proxy and a SOCKS5 proxy on loopback, each a ``LoopbackServer``.
 
 Each runs on daemon threads, serves until ``close()`` (they are context managers), bounds every
 blocking call with a timeout, and refuses to connect anywhere but loopback.  The proxies record
@@ -17,10 +17,9 @@ import struct
 import subprocess
 import threading
 from pathlib import Path
-from types import TracebackType
 
-#: No blocking call in these servers waits longer than this many seconds.
-IO_TIMEOUT = 10.0
+from support.servers import IO_TIMEOUT, LoopbackServer
+
 HEAD_LIMIT = 64 * 1024
 
 
@@ -84,107 +83,6 @@ def relay(left: socket.socket, right: socket.socket) -> None:
     other.start()
     pump(left, right)
     other.join(IO_TIMEOUT)
-
-
-class LoopbackServer:
-    """Accepts on 127.0.0.1 and hands each connection to ``handle`` on its own daemon thread."""
-
-    def __init__(self, backlog: int = 16, listen: bool = True) -> None:
-        self.backlog = backlog
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.settimeout(0.2)
-        self.host, self.port = self.listener.getsockname()[:2]
-        #: Client (host, port) of every accepted connection, in order.
-        self.peers: list[tuple[str, int]] = []
-        self.errors: list[BaseException] = []
-        self._open: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        self._per_connection = threading.local()
-        self._stopping = threading.Event()
-        self._accepting = threading.Event()
-        if listen:
-            self.start_listening()
-        self._threads: list[threading.Thread] = []
-        self._acceptor = threading.Thread(target=self._accept_loop, daemon=True)
-        self._acceptor.start()
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self.host, self.port
-
-    def start_listening(self) -> None:
-        """Listen now (with ``listen=False`` the port is bound but connections are refused)."""
-        if not self._accepting.is_set():
-            self.listener.listen(self.backlog)
-            self._accepting.set()
-
-    def _accept_loop(self) -> None:
-        while not self._stopping.is_set():
-            if not self._accepting.wait(0.05):
-                continue
-            try:
-                conn, peer = self.listener.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                break
-            conn.settimeout(IO_TIMEOUT)
-            with self._lock:
-                self.peers.append(peer[:2])
-                self._open.add(conn)
-            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            self._threads.append(thread)
-            thread.start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        self._per_connection.extra = []
-        try:
-            self.handle(conn)
-        except (OSError, ValueError, ConnectionError, ssl.SSLError) as exc:
-            if not self._stopping.is_set():
-                self.errors.append(exc)
-        finally:
-            for sock in [conn, *self._per_connection.extra]:
-                with self._lock:
-                    self._open.discard(sock)
-                sock.close()
-
-    def track(self, sock: socket.socket) -> None:
-        """Close ``sock`` with this connection, or when the server closes (upstreams, TLS)."""
-        self._per_connection.extra.append(sock)
-        with self._lock:
-            self._open.add(sock)
-
-    def handle(self, conn: socket.socket) -> None:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        self._stopping.set()
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes a blocked accept() on Linux
-        self._acceptor.join(IO_TIMEOUT)
-        self.listener.close()
-        with self._lock:
-            still_open = list(self._open)
-        for sock in still_open:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        self._acceptor.join(IO_TIMEOUT)
-        for thread in self._threads:
-            thread.join(IO_TIMEOUT)
-
-    def __enter__(self) -> LoopbackServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class OriginServer(LoopbackServer):

@@ -1,5 +1,11 @@
-"""A keep-alive HTTP/1.1 handler for loopback servers, on TCP and on a Unix socket, and a bare
-loopback TCP server for tests that script each connection themselves."""
+"""The loopback servers every other test server builds on.
+
+- ``Handler`` / ``UnixHTTPServer``: a keep-alive HTTP/1.1 answer, on TCP and on a Unix socket,
+  run by ``running`` (a ``socketserver`` server on a daemon thread) or ``http_loopback``;
+- ``serving``: a bare loopback listener for tests that script each connection themselves;
+- ``LoopbackServer``: the base of the origins and proxies (``proxies``, ``origins``,
+  ``dying_servers``): one thread per connection, peers recorded, every blocking call bounded.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,14 @@ import contextlib
 import http.server
 import socket
 import socketserver
+import ssl
 import threading
 from collections.abc import Iterator
+from types import TracebackType
 from typing import Any, Callable
+
+#: No blocking call in these servers waits longer than this many seconds.
+IO_TIMEOUT = 10.0
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -64,3 +75,132 @@ def serving(handle: Callable[[socket.socket, threading.Event], None]) -> Iterato
         listener.close()
         for conn in accepted:
             conn.close()
+
+
+@contextlib.contextmanager
+def running(server: socketserver.BaseServer) -> Iterator[None]:
+    """``server`` answering on a daemon thread for the block, then shut down and closed."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(IO_TIMEOUT)
+
+
+class _QuietHTTPServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # clients closing mid-stream are expected
+
+
+@contextlib.contextmanager
+def http_loopback(handler: type[http.server.BaseHTTPRequestHandler] = Handler) -> Iterator[str]:
+    """A threaded HTTP/1.1 server on 127.0.0.1 answering with ``handler``; yields its base URL."""
+    server = _QuietHTTPServer(("127.0.0.1", 0), handler)
+    with running(server):
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+
+
+class LoopbackServer:
+    """Accepts on 127.0.0.1 and hands each connection to ``handle`` on its own daemon thread."""
+
+    def __init__(self, backlog: int = 16, listen: bool = True) -> None:
+        self.backlog = backlog
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.host, self.port = self.listener.getsockname()[:2]
+        #: Client (host, port) of every accepted connection, in order.
+        self.peers: list[tuple[str, int]] = []
+        self.errors: list[BaseException] = []
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._per_connection = threading.local()
+        self._stopping = threading.Event()
+        self._accepting = threading.Event()
+        if listen:
+            self.start_listening()
+        self._threads: list[threading.Thread] = []
+        self._acceptor = threading.Thread(target=self._accept_loop, daemon=True)
+        self._acceptor.start()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    def start_listening(self) -> None:
+        """Listen now (with ``listen=False`` the port is bound but connections are refused)."""
+        if not self._accepting.is_set():
+            self.listener.listen(self.backlog)
+            self._accepting.set()
+
+    def _accept_loop(self) -> None:
+        while not self._stopping.is_set():
+            if not self._accepting.wait(0.05):
+                continue
+            try:
+                conn, peer = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            conn.settimeout(IO_TIMEOUT)
+            with self._lock:
+                self.peers.append(peer[:2])
+                self._open.add(conn)
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        self._per_connection.extra = []
+        try:
+            self.handle(conn)
+        except (OSError, ValueError, ConnectionError, ssl.SSLError) as exc:
+            if not self._stopping.is_set():
+                self.errors.append(exc)
+        finally:
+            for sock in [conn, *self._per_connection.extra]:
+                with self._lock:
+                    self._open.discard(sock)
+                sock.close()
+
+    def track(self, sock: socket.socket) -> None:
+        """Close ``sock`` with this connection, or when the server closes (upstreams, TLS)."""
+        self._per_connection.extra.append(sock)
+        with self._lock:
+            self._open.add(sock)
+
+    def handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._stopping.set()
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes a blocked accept() on Linux
+        self._acceptor.join(IO_TIMEOUT)
+        self.listener.close()
+        with self._lock:
+            still_open = list(self._open)
+        for sock in still_open:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self._acceptor.join(IO_TIMEOUT)
+        for thread in self._threads:
+            thread.join(IO_TIMEOUT)
+
+    def __enter__(self) -> LoopbackServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
