@@ -119,23 +119,29 @@ def prepare_venv() -> str:
 
 
 def pyperf_pair(
-    python: str, name: str, base: Run, patched: Run, preset: str
+    python: str, name: str, base: Run, patched: Run, quick: bool
 ) -> tuple[float, float, bool]:
     """Medians of whole-process wall times by ``pyperf command`` (its worker processes, warm-ups,
-    loop calibration; ``preset`` is ``--fast`` or ``--rigorous``), one side after the other, and
-    whether ``pyperf compare_to``'s t-test finds them different.  pyperf's workers keep only a
-    few environment variables (``PATH``, ``HOME``, ``PYTHONPATH``...), and the command inherits
+    loop calibration) and whether ``pyperf compare_to``'s t-test finds them different.
+
+    As many worker processes and values as pyperf's ``--fast`` (10 x 2, ``quick``) or
+    ``--rigorous`` (40 x 3) a side, run in rounds of 5 processes that alternate the sides
+    (``--append``, ABBA) so that the machine's drift hits both alike.  pyperf's workers keep only
+    a few environment variables (``PATH``, ``HOME``, ``PYTHONPATH``...) and the command inherits
     the worker's: a side's environment may differ by ``PYTHONPATH`` only.
     """
+    rounds, values = (2, "2") if quick else (8, "3")
     with tempfile.TemporaryDirectory() as results:
-        files = []
-        for side, (argv, env) in (("unpatched", base), ("patched", patched)):
-            files.append(str(Path(results) / f"{side}.json"))
-            subprocess.run(
-                [python, "-m", "pyperf", "command", preset, "--quiet", "--name", name,
-                 "--output", files[-1], "--", *argv],
-                env=env, cwd=NEUTRAL_CWD, stdout=sys.stderr, check=True,
-            )  # fmt: skip
+        sides = [(str(Path(results) / f"{side}.json"), *run)
+                 for side, run in (("unpatched", base), ("patched", patched))]  # fmt: skip
+        for i in range(rounds):
+            for file, argv, env in sides if i % 2 == 0 else sides[::-1]:
+                subprocess.run(
+                    [python, "-m", "pyperf", "command", "--processes", "5", "--values", values,
+                     "--quiet", "--name", name, "--append", file, "--", *argv],
+                    env=env, cwd=NEUTRAL_CWD, stdout=sys.stderr, check=True,
+                )  # fmt: skip
+        files = [file for file, _, _ in sides]
         verdict = subprocess.run(
             [python, "-m", "pyperf", "compare_to", "--verbose", *files],
             capture_output=True, text=True, check=True, cwd=NEUTRAL_CWD,
@@ -462,16 +468,15 @@ def main() -> None:
 
     def add(name: str, base: float, patched: float, goal: str, note: str = "") -> None:
         rows.append((name, fmt(base), fmt(patched), f"{patched / base:.3f}x{note}", goal))
-        log(f"  {name}: {fmt(base)} -> {fmt(patched)} ({patched / base:.3f}x{note})")
+        log(f"  {name}: {fmt(base)} -> {fmt(patched)} ({patched / base:.3f}x){note}")
 
     env = clean_env()
     # The entry points' throwaway venvs serve both tables; removed at the end (or at exit).
     scratch = tempfile.TemporaryDirectory()
     whole = process_rows(python, entry_points(python, Path(scratch.name)))
-    preset = "--fast" if args.quick else "--rigorous"
     for name, base_run, patched_run, goal in whole:
-        log(f"{name} (pyperf command {preset}, a side) ...")
-        base, patched, significant = pyperf_pair(python, name, base_run, patched_run, preset)
+        log(f"{name} (pyperf command, {'10' if args.quick else '40'} processes a side) ...")
+        base, patched, significant = pyperf_pair(python, name, base_run, patched_run, args.quick)
         add(name, base, patched, goal, "" if significant else " (not significant)")
 
     for lib in ("httpx", "httpx2"):
@@ -532,8 +537,8 @@ def main() -> None:
 
     print(f"\nMachine: {machine(python)}")
     print(f"Command: python benchmarks/run.py{' --quick' if args.quick else ''}")
-    print(f'Start and process rows: `pyperf command {preset}` a side; "not significant": by')
-    print("`pyperf compare_to`'s t-test the two sides do not differ.\n")
+    print('Start and process rows: `pyperf command`; "not significant": by `pyperf compare_to`\'s')
+    print("t-test the two sides do not differ.\n")
     print("| measurement (median) | unpatched | patched | ratio | goal |")
     print("|---|---|---|---|---|")
     for row in rows:
