@@ -1,6 +1,6 @@
 """What keepalive-patch costs: patched vs unpatched, measured in the same run, as ratios.
 
-    python benchmarks/run.py            # full run; --quick for a smoke run
+    python benchmarks/run.py            # full run (~40 min); --quick for a smoke run (~20 min)
 
 Interpreter start and import rows are whole processes timed by pyperf (``pyperf command``,
 ``--rigorous``, or ``--fast`` with ``--quick``; installed into the benchmark venv): the median of
