@@ -1,15 +1,18 @@
 """What keepalive-patch costs: patched vs unpatched, measured in the same run, as ratios.
 
-    python benchmarks/run.py            # full run (~25 min); --quick for a smoke run
+    python benchmarks/run.py            # full run (~40 min); --quick for a smoke run (~20 min)
 
-Every number is a median over repeated fresh interpreters (or over many operations inside a few
-fresh interpreters), patched and unpatched runs interleaved so drift hits both alike; the
-per-connection rows switch the hook off and on inside each interpreter.  With valgrind installed,
-a second table counts instructions instead of time (``--no-instructions`` leaves it out).  The
-package is installed *non-editable* into a private venv (benchmarks/.venv, reused) with the same
-httpx / httpx2 / wrapt versions as the running interpreter, and everything is byte-compiled: the
-numbers are what a user's ``pip install`` gives, not the editable-install finder.  Progress goes
-to stderr, the Markdown table to stdout.  Not part of ``pytest``: nothing here passes or fails.
+Interpreter start and import rows are whole processes timed by pyperf (``pyperf command``,
+``--rigorous``, or ``--fast`` with ``--quick``; installed into the benchmark venv): the median of
+its values, and ``pyperf compare_to``'s significance test on them.  What pyperf does not do stays
+here: the per-connection rows switch the hook off and on inside each interpreter (ABBA batches),
+the per-build rows time many builds inside a few fresh interpreters, the replay race, the e2e
+dead-peer row.  With valgrind installed, a second table counts instructions instead of time
+(``--no-instructions`` leaves it out).  The package is installed *non-editable* into a private
+venv (benchmarks/.venv, reused) with the same httpx / httpx2 / wrapt versions as the running
+interpreter, and everything is byte-compiled: the numbers are what a user's ``pip install``
+gives, not the editable-install finder.  Progress goes to stderr, the Markdown table to stdout.
+Not part of ``pytest``: nothing here passes or fails.
 """
 
 from __future__ import annotations
@@ -25,8 +28,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,8 @@ def prepare_venv() -> str:
         subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
     have = installed_versions(python, PINNED)
     wanted = [f"{name}=={version}" for name, version in pins.items() if have.get(name) != version]
+    if "pyperf" not in have:  # the timer of the start and import rows, in this venv only
+        wanted.append("pyperf")
     if wanted:
         log(f"installing {' '.join(wanted)} ...")
         pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
@@ -115,46 +118,48 @@ def prepare_venv() -> str:
     return python
 
 
-def timed(argv: list[str], env: dict[str, str]) -> float:
-    """Wall time of one child process.
+def pyperf_pair(
+    python: str, name: str, base: Run, patched: Run, quick: bool
+) -> tuple[float, float, bool]:
+    """Medians of whole-process wall times by ``pyperf command`` (its worker processes, warm-ups,
+    loop calibration) and whether ``pyperf compare_to``'s t-test finds them different.
 
-    ``wait(timeout=...)`` polls with sleeps that grow to 50 ms, which would quantize every
-    measurement; a blocking ``wait()`` with a watchdog timer keeps both precision and a bound.
+    As many worker processes and values as pyperf's ``--fast`` (10 x 2, ``quick``) or
+    ``--rigorous`` (40 x 3) a side, run in rounds of 5 processes that alternate the sides
+    (``--append``, ABBA) so that the machine's drift hits both alike.  pyperf's workers keep only
+    a few environment variables (``PATH``, ``HOME``, ``PYTHONPATH``...) and the command inherits
+    the worker's: a side's environment may differ by ``PYTHONPATH`` only.
     """
-    start = time.perf_counter()
-    child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, cwd=NEUTRAL_CWD)
-    watchdog = threading.Timer(60, child.kill)
-    watchdog.start()
-    try:
-        code = child.wait()
-    finally:
-        watchdog.cancel()
-    elapsed = time.perf_counter() - start
-    if code:
-        raise RuntimeError(f"{argv} exited with {code}")
-    return elapsed
+    rounds, values = (2, "2") if quick else (8, "3")
+    with tempfile.TemporaryDirectory() as results:
+        sides = [(str(Path(results) / f"{side}.json"), *run)
+                 for side, run in (("unpatched", base), ("patched", patched))]  # fmt: skip
+        for i in range(rounds):
+            for file, argv, env in sides if i % 2 == 0 else sides[::-1]:
+                subprocess.run(
+                    [python, "-m", "pyperf", "command", "--processes", "5", "--values", values,
+                     "--quiet", "--name", name, "--append", file, "--", *argv],
+                    env=env, cwd=NEUTRAL_CWD, stdout=sys.stderr, check=True,
+                )  # fmt: skip
+        files = [file for file, _, _ in sides]
+        verdict = subprocess.run(
+            [python, "-m", "pyperf", "compare_to", "--verbose", *files],
+            capture_output=True, text=True, check=True, cwd=NEUTRAL_CWD,
+        ).stdout  # fmt: skip
+        log(verdict.strip())
+        found = re.search(r"^(Significant|Not significant!)", verdict, re.MULTILINE)
+        if found is None:
+            raise RuntimeError(f"no verdict from pyperf compare_to: {verdict}")
+        base_time, patched_time = (pyperf_median(Path(file)) for file in files)
+    return base_time, patched_time, found.group(1) == "Significant"
 
 
-def paired(
-    base: Run,
-    patched: Run,
-    repeat: int,
-    warmup: int = 3,
-) -> tuple[float, float]:
-    """Medians of whole-process wall times, runs alternating (and alternating who goes first)."""
-    for _ in range(warmup):
-        timed(*base)
-        timed(*patched)
-    a: list[float] = []
-    b: list[float] = []
-    for i in range(repeat):
-        if i % 2:
-            b.append(timed(*patched))
-            a.append(timed(*base))
-        else:
-            a.append(timed(*base))
-            b.append(timed(*patched))
-    return statistics.median(a), statistics.median(b)
+def pyperf_median(path: Path) -> float:
+    """``Benchmark.median()`` of a pyperf JSON file with one benchmark: the median of its runs'
+    values (warm-ups and calibration runs have none)."""
+    (benchmark,) = json.loads(path.read_text())["benchmarks"]
+    values: list[float] = [value for run in benchmark["runs"] for value in run.get("values", ())]
+    return statistics.median(values)
 
 
 def run_workload(python: str, args: list[str]) -> Any:
@@ -266,6 +271,34 @@ def entry_points(python: str, scratch: Path) -> dict[str, tuple[Run, Run]]:
     }
 
 
+def process_rows(
+    python: str, entries: dict[str, tuple[Run, Run]]
+) -> list[tuple[str, Run, Run, str]]:
+    """The whole-process rows: name, unpatched and patched command, goal."""
+    env = clean_env()
+
+    def pair(code: str) -> tuple[Run, Run]:
+        """``code`` (``import X...``) without and with ``keepalive_patch`` imported first."""
+        hooked = f"import keepalive_patch, {code.removeprefix('import ')}"
+        return ([python, "-c", code], env), ([python, "-c", hooked], env)
+
+    bare, imported = ([python, "-c", "pass"], env), ([python, "-c", "import keepalive_patch"], env)
+    rows = [("start: `-c 'import keepalive_patch'` vs `-c pass`", bare, imported, "<= 1.05x")]
+    rows += [(f"start: {name}", *runs, "<= 1.05x") for name, runs in entries.items()]
+    for code, goal in (
+        ("import httpx", "<= 1.15x"),
+        ("import httpx; httpx.Client()", "-"),
+        ("import httpx2", "<= 1.15x"),
+        ("import httpx2; httpx2.Client()", "-"),
+        ("import requests", "<= 1.05x"),
+        ("import aiohttp", "<= 1.05x"),
+    ):
+        rows.append((f"process: `{code}`", *pair(code), goal))
+    code = "import httpx, wrapt; httpx.Client()"
+    rows.append((f"process: `{code}` (wrapt already loaded)", *pair(code), "-"))
+    return rows
+
+
 def installed_site(python: str) -> str:
     """The purelib site-packages directory of ``python``'s environment."""
     return subprocess.run(
@@ -344,7 +377,7 @@ def race_rows(lib: str, runs: dict[str, dict[str, Any]]) -> list[tuple[str, str,
 
 
 def instruction_rows(
-    python: str, entries: dict[str, tuple[Run, Run]], quick: bool
+    python: str, processes: list[tuple[str, Run, Run, str]], quick: bool
 ) -> list[tuple[str, str, str, str, str]]:
     """The deterministic companions of the timed rows that sit closest to their goals."""
     rows: list[tuple[str, str, str, str, str]] = []
@@ -353,18 +386,10 @@ def instruction_rows(
         rows.append((name, count_fmt(base), count_fmt(patched), f"{patched / base:.3f}x", goal))
         log(f"  {name}: {count_fmt(base)} -> {count_fmt(patched)} ({patched / base:.3f}x)")
 
-    env = clean_env()
     log("instruction counts (callgrind) ...")
-    bare = instructions([python, "-c", "pass"], env)
-    add("start: `-c 'import keepalive_patch'` vs `-c pass`",
-        bare, instructions([python, "-c", "import keepalive_patch"], env), "<= 1.05x")  # fmt: skip
-    for name, (base_run, patched_run) in entries.items():
-        add(f"start: {name}", instructions(*base_run), instructions(*patched_run), "<= 1.05x")
-    for lib in ("httpx", "requests", "aiohttp"):
-        add(f"process: `import {lib}`",
-            instructions([python, "-c", f"import {lib}"], env),
-            instructions([python, "-c", f"import keepalive_patch, {lib}"], env),
-            "<= 1.15x" if lib == "httpx" else "<= 1.05x")  # fmt: skip
+    for name, base_run, patched_run, goal in processes:
+        if goal != "-":
+            add(name, instructions(*base_run), instructions(*patched_run), goal)
     shared = 200 if quick else 2000
     workload = ["shared-context", "httpx"]
     unpatched = per_operation(python, workload, shared)
@@ -428,13 +453,11 @@ def fmt(seconds: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
-    parser.add_argument("--repeat", type=int, help="interpreter starts per measurement")
     parser.add_argument("--no-e2e", action="store_true", help="skip the dead-peer measurement")
     parser.add_argument(
         "--no-instructions", action="store_true", help="skip the callgrind instruction counts"
     )
     args = parser.parse_args()
-    starts = args.repeat or (10 if args.quick else 100)
     processes = 3 if args.quick else 9
     ops = 50 if args.quick else 300  # requests per process
     builds = 20 if args.quick else 60  # HTTPTransport() per process (~20 ms each: SSL context)
@@ -443,50 +466,18 @@ def main() -> None:
     python = prepare_venv()
     rows: list[tuple[str, str, str, str, str]] = []
 
-    def add(name: str, base: float, patched: float, goal: str) -> None:
-        rows.append((name, fmt(base), fmt(patched), f"{patched / base:.3f}x", goal))
-        log(f"  {name}: {fmt(base)} -> {fmt(patched)} ({patched / base:.3f}x)")
+    def add(name: str, base: float, patched: float, goal: str, note: str = "") -> None:
+        rows.append((name, fmt(base), fmt(patched), f"{patched / base:.3f}x{note}", goal))
+        log(f"  {name}: {fmt(base)} -> {fmt(patched)} ({patched / base:.3f}x){note}")
 
     env = clean_env()
-    log(f"interpreter start ({starts} runs each) ...")
-    base, patched = paired(
-        ([python, "-c", "pass"], env), ([python, "-c", "import keepalive_patch"], env), starts
-    )
-    add("start: `-c 'import keepalive_patch'` vs `-c pass`", base, patched, "<= 1.05x")
     # The entry points' throwaway venvs serve both tables; removed at the end (or at exit).
     scratch = tempfile.TemporaryDirectory()
-    entries = entry_points(python, Path(scratch.name))
-    for name, (base_run, patched_run) in entries.items():
-        base, patched = paired(base_run, patched_run, starts)
-        add(f"start: {name}", base, patched, "<= 1.05x")
-
-    for lib, client in (
-        ("httpx", "httpx.Client()"),
-        ("httpx2", "httpx2.Client()"),
-        ("requests", None),
-        ("aiohttp", None),
-    ):
-        log(f"import {lib} ({starts} runs each) ...")
-        base, patched = paired(
-            ([python, "-c", f"import {lib}"], env),
-            ([python, "-c", f"import keepalive_patch, {lib}"], env),
-            starts,
-        )
-        add(f"process: `import {lib}`", base, patched, "<= 1.15x" if client else "<= 1.05x")
-        if client is not None:
-            base, patched = paired(
-                ([python, "-c", f"import {lib}; {client}"], env),
-                ([python, "-c", f"import keepalive_patch, {lib}; {client}"], env),
-                starts,
-            )
-            add(f"process: `import {lib}; {client}`", base, patched, "-")
-    log(f"import httpx, wrapt; Client() ({starts} runs each) ...")
-    base, patched = paired(
-        ([python, "-c", "import httpx, wrapt; httpx.Client()"], env),
-        ([python, "-c", "import keepalive_patch, httpx, wrapt; httpx.Client()"], env),
-        starts,
-    )
-    add("process: `import httpx, wrapt; httpx.Client()` (wrapt already loaded)", base, patched, "-")
+    whole = process_rows(python, entry_points(python, Path(scratch.name)))
+    for name, base_run, patched_run, goal in whole:
+        log(f"{name} (pyperf command, {'10' if args.quick else '40'} processes a side) ...")
+        base, patched, significant = pyperf_pair(python, name, base_run, patched_run, args.quick)
+        add(name, base, patched, goal, "" if significant else " (not significant)")
 
     for lib in ("httpx", "httpx2"):
         log(f"{lib}.HTTPTransport() ({processes} x {builds}) ...")
@@ -539,13 +530,15 @@ def main() -> None:
 
     counted = []
     if not args.no_instructions and shutil.which("valgrind"):
-        counted = instruction_rows(python, entries, args.quick)
+        counted = instruction_rows(python, whole, args.quick)
     elif not args.no_instructions:
         log("valgrind is not on PATH: no instruction counts")
     scratch.cleanup()
 
     print(f"\nMachine: {machine(python)}")
-    print(f"Command: python benchmarks/run.py{' --quick' if args.quick else ''}\n")
+    print(f"Command: python benchmarks/run.py{' --quick' if args.quick else ''}")
+    print('Start and process rows: `pyperf command`; "not significant": by `pyperf compare_to`\'s')
+    print("t-test the two sides do not differ.\n")
     print("| measurement (median) | unpatched | patched | ratio | goal |")
     print("|---|---|---|---|---|")
     for row in rows:
