@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import configparser
 import glob
+import importlib.util
 import os
 import re
+import sys
+import types
 
 import nox
 
@@ -166,7 +169,9 @@ def _suite(session: nox.Session, httpx: str, wrapt: str, urllib3: str, aiohttp: 
         " if n in {d.metadata['Name'] for d in m.distributions()}))",
         silent=False,
     )
-    session.run("pytest", "-q", "-m", "not matrix", "-p", "no:cacheprovider", *session.posargs)
+    session.run(
+        "pytest", "-q", "-m", "not matrix and not peers", "-p", "no:cacheprovider", *session.posargs
+    )
 
 
 @nox.session
@@ -181,3 +186,28 @@ def full(session: nox.Session, httpx: str, wrapt: str, urllib3: str, aiohttp: st
 def ci(session: nox.Session, httpx: str, wrapt: str, urllib3: str, aiohttp: str) -> None:
     """The reduced set CI runs."""
     _suite(session, httpx, wrapt, urllib3, aiohttp)
+
+
+def _peers_driver() -> types.ModuleType:
+    """tests/peers/run.py, the peers' driver (its table names the sessions)."""
+    spec = importlib.util.spec_from_file_location(
+        "keepalive_peers_run", os.path.join(os.path.dirname(__file__), "tests", "peers", "run.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+PEERS = sorted(_peers_driver().PEERS)
+
+
+@nox.session(python="3.11")
+@nox.parametrize("peer", PEERS, ids=PEERS)
+def peers(session: nox.Session, peer: str) -> None:
+    """One peer's own test suite, plain and under ``keepalive-patch run`` (tests/peers/run.py);
+    each peer gets a venv of its own."""
+    session.env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    session.install("-e", ".")
+    session.run("python", "tests/peers/run.py", peer, *session.posargs)

@@ -1,0 +1,534 @@
+"""The peers' own test suites, run without and with the hook (gevent's model).
+
+    python tests/peers/run.py urllib3   one peer, in this environment (nox -s "peers(urllib3)")
+    python tests/peers/run.py --list    the table below
+
+For one peer at its pinned version (``PEERS``, the one table): download its sdist (``pip download
+--no-binary :all: --no-deps``), install the released wheel of the same version plus the test
+dependencies its suite needs into *this* interpreter's environment (nox gives each peer a venv of
+its own), drop the package's own source from the unpacked tree so the suite imports the wheel,
+then run the suite twice with JUnit XML: once plain, once under ``keepalive-patch run --``.  The
+comparison fails if any test passes plain and fails, errors, is skipped or times out (pytest-
+timeout) hooked, unless ``known.toml`` names that test with a reason.
+
+Both runs prove their state: ``plugin/keepalive_peer_probe.py`` is loaded into each (``-p``), and
+in every pytest process (xdist workers included) opens a loopback connection with the peer's own
+HTTP library and reads ``SO_KEEPALIVE`` back from the live socket.  A plain run showing 1 or a
+hooked run showing 0 is refused: a hook that silently did not load cannot pass.
+
+Network: the suites must not send a packet off the machine.  As root each run happens in a new
+network namespace holding only loopback (``unshare -n``, ``lo`` brought up first), where connects
+to outside addresses (urllib3's and requests' "tarpit" hosts) fail or time out without leaving
+the machine and DNS names do not resolve.  Everything is installed before entering it.  Off root,
+``offline`` names the tests that reach out, and they are left out.
+
+Why here (tests/peers/, a plain module) and not in noxfile.py: the same code runs from nox, from
+``tests/peers/test_peers.py`` (CI, through nox) and by hand, and the peers are a kind of test
+like the others in tests/.  Its work (sdists, unpacked trees, reports) goes to ``.nox/peers/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+WORK = ROOT / ".nox" / "peers"
+KNOWN = HERE / "known.toml"
+PLUGIN_DIR = HERE / "plugin"
+#: Per-test limit (pytest-timeout, signal method: a timeout is a failure in the XML) and a bound
+#: on a whole run (a run killed there leaves no XML and fails).
+TEST_TIMEOUT = 300
+RUN_TIMEOUT = 60 * 60
+#: Added to every peer's environment: the runner's tools, not the suite's.
+RUNNER_DEPS = ("pytest-xdist", "pytest-timeout")
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One peer suite: what to install, what to run, how to prove the hook's state."""
+
+    version: str
+    #: The suite's own test dependencies (besides pytest and the released wheel itself).
+    deps: tuple[str, ...]
+    #: What to run, relative to the unpacked sdist.
+    paths: tuple[str, ...]
+    #: The package's import directories in the unpacked sdist, removed so tests import the wheel.
+    source: tuple[str, ...] = ()
+    #: The libraries the probe connects with (``keepalive_peer_probe.PROBES``).
+    probe: tuple[str, ...] = ("urllib3",)
+    #: Extra pytest arguments for both runs (``--ignore`` of what cannot run here, with reasons).
+    args: tuple[str, ...] = ()
+    #: Extra pytest arguments off root (no namespace): the tests that reach off the machine.
+    offline: tuple[str, ...] = ()
+    #: pytest-xdist workers (1: the suite does not run under xdist).
+    workers: int = 2
+    #: In the reduced set CI runs.
+    ci: bool = False
+
+
+#: The one table: pinned versions, test dependencies and the rules of each suite.
+PEERS: dict[str, Peer] = {
+    "urllib3": Peer(
+        version="2.8.0",
+        # urllib3's dependency group "test" (its pyproject.toml), plus trustme / cryptography
+        # from its "dev" group, which the TLS tests need.  Its HTTP/2 and proxy tests pin a
+        # hypercorn fork from git (tool.uv.sources); PyPI's hypercorn stands in here.
+        deps=(
+            "anyio[trio]>=4.8.0",
+            "h2>=4.1.0",
+            "httpx>=0.28.1",
+            "hypercorn>=0.15.0",
+            "pysocks>=1.7.1",
+            "pytest-socket>=0.7.0",
+            "quart>=0.20.0",
+            "quart-trio>=0.12.0",
+            "trio>=0.27.0",
+            "trustme>=1.2.1",
+            "cryptography>=44.0.2",
+            "idna>=3.10",
+        ),
+        paths=("test",),
+        # Its own marker for tests that need the Internet (they first probe a route to a tarpit
+        # address, itself a packet off the machine).
+        offline=("-m", "not requires_network"),
+        ci=True,
+    ),
+    "requests": Peer(
+        version="2.34.2",
+        # requests' requirements-dev.txt (less pytest-cov and wheel), and its socks extra.
+        deps=("pytest-httpbin==2.1.0", "httpbin~=0.10.0", "trustme", "PySocks"),
+        paths=("tests",),
+        offline=(
+            # TARPIT = http://10.255.255.1
+            "--deselect",
+            "tests/test_requests.py::TestTimeout::test_connect_timeout",
+            "--deselect",
+            "tests/test_requests.py::TestTimeout::test_total_timeout_connect",
+            # http://doesnotexist.google.com: a DNS query
+            "-k",
+            "not test_errors",
+        ),
+        ci=True,
+    ),
+    "httpx": Peer(
+        version="0.28.1",
+        # httpx's requirements.txt (not in the sdist) as far as its tests import it.
+        deps=(
+            "httpx[brotli,cli,http2,socks,zstd]==0.28.1",
+            "chardet",
+            "uvicorn",
+            "trustme",
+            "trio",
+            "anyio",
+            "cryptography",
+        ),
+        paths=("tests",),
+        source=("httpx",),
+        probe=("httpx",),
+        offline=("-m", "not network"),
+        ci=True,
+    ),
+    "httpcore": Peer(
+        version="1.0.9",
+        deps=(
+            "httpcore[asyncio,http2,socks,trio]==1.0.9",
+            "pytest-httpbin",
+            # the probe's client (httpcore alone takes socket options only from its caller)
+            "httpx==0.28.1",
+        ),
+        paths=("tests",),
+        source=("httpcore",),
+        probe=("httpx",),
+        # a benchmark against aiohttp / urllib3 with matplotlib plots, not a test
+        args=("--ignore=tests/benchmark",),
+    ),
+    "aiohttp": Peer(
+        version="3.14.5",
+        # requirements/test.in and what it includes (less mypy, coverage and codspeed, the
+        # maintainers' tools); pytest-cov because its pytest.ini loads it (``--no-cov`` below).
+        deps=(
+            "freezegun",
+            "pkgconfig",
+            "proxy.py>=2.4.4rc5",
+            "pytest-cov",
+            "pytest-mock",
+            "setuptools-git",
+            "gunicorn",
+            "uvloop",
+            "blockbuster",
+            "isal",
+            "python-on-whales",
+            "trustme",
+            "zlib_ng",
+            "brotli",
+        ),
+        paths=("tests",),
+        source=("aiohttp",),
+        probe=("aiohttp",),
+        args=("--no-cov",),
+    ),
+    "botocore": Peer(
+        version="1.44.8",
+        # requirements-dev.txt, as far as these tests need it
+        deps=("jsonschema==4.23.0",),
+        paths=("tests/unit", "tests/integration/test_client_http.py"),
+        source=("botocore",),
+        offline=(
+            "--deselect",
+            # https://ec2.us-weast-1.amazonaws.com/: a DNS query
+            "tests/integration/test_client_http.py::TestClientHTTPBehavior::"
+            "test_invalid_host_gaierror",
+        ),
+    ),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Preparing a peer
+
+
+def pip(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "pip", *args], check=True)
+
+
+def fetch(name: str, peer: Peer, work: Path) -> Path:
+    """The sdist unpacked afresh under ``work``, with the package's own source removed."""
+    downloads = work / "sdists"
+    downloads.mkdir(parents=True, exist_ok=True)
+    found = [p for p in downloads.glob(f"{name}-{peer.version}.tar.gz")]
+    if not found:
+        pip(
+            "download",
+            "-q",
+            "--no-binary",
+            ":all:",
+            "--no-deps",
+            "-d",
+            str(downloads),
+            f"{name}=={peer.version}",
+        )
+        found = list(downloads.glob(f"{name}-{peer.version}.tar.gz"))
+    if len(found) != 1:
+        raise SystemExit(f"peers: no sdist {name}-{peer.version}.tar.gz in {downloads}")
+    tree = work / f"{name}-{peer.version}"
+    shutil.rmtree(tree, ignore_errors=True)
+    with tarfile.open(found[0]) as archive:
+        archive.extractall(work, filter="data")
+    for source in peer.source:
+        shutil.rmtree(tree / source)
+    return tree
+
+
+def install(name: str, peer: Peer) -> None:
+    """The released wheel of the pinned version and the suite's dependencies, here."""
+    pip(
+        "install",
+        "-q",
+        "--only-binary",
+        name,
+        f"{name}=={peer.version}",
+        *peer.deps,
+        *RUNNER_DEPS,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Running it both ways
+
+
+def in_namespace() -> bool:
+    """Whether the suites run in a network namespace of their own (root, ``unshare``, ``ip``)."""
+    return os.geteuid() == 0 and bool(shutil.which("unshare")) and bool(shutil.which("ip"))
+
+
+def keepalive_patch_command() -> str:
+    command = Path(sys.executable).with_name("keepalive-patch")
+    if not command.exists():
+        raise SystemExit(f"peers: keepalive-patch is not installed beside {sys.executable}")
+    return str(command)
+
+
+@dataclass
+class Run:
+    """One run of a suite: its outcomes per test id, what its sockets showed, its time."""
+
+    hooked: bool
+    outcomes: dict[str, str]
+    probes: dict[str, dict[str, object]]
+    seconds: float
+    returncode: int
+    #: Whether it ran under pytest-xdist (a rerun of a few tests does not).
+    parallel: bool = True
+
+
+def run_suite(
+    name: str,
+    peer: Peer,
+    tree: Path,
+    hooked: bool,
+    out: Path,
+    only: list[str] | None = None,
+    label: str = "",
+) -> Run:
+    """One run of the suite (``only``: just these node ids, one process), results in ``out``."""
+    label = label or ("hooked" if hooked else "plain")
+    junit = out / f"{label}.xml"
+    probes = out / f"{label}-probes"
+    shutil.rmtree(probes, ignore_errors=True)
+    probes.mkdir(parents=True)
+    junit.unlink(missing_ok=True)
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *(only if only is not None else peer.paths),
+        "-p",
+        "keepalive_peer_probe",
+        "-p",
+        "no:cacheprovider",
+        f"--junitxml={junit}",
+        f"--timeout={TEST_TIMEOUT}",
+        "-q",
+        "-rN",
+        *(("-n", str(peer.workers)) if peer.workers > 1 and only is None else ()),
+        *peer.args,
+    ]
+    if not in_namespace():
+        command += peer.offline
+    if hooked:
+        command = [keepalive_patch_command(), "run", "--", *command]
+    if in_namespace():
+        # A namespace with only loopback, brought up before the suite starts.
+        command = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *command]
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("KEEPALIVE_PATCH_", "PYTEST_", "PYTHON"))
+    }
+    env["PYTHONPATH"] = str(PLUGIN_DIR)
+    env["KEEPALIVE_PEER_PROBE"] = ",".join(peer.probe)
+    env["KEEPALIVE_PEER_PROBE_DIR"] = str(probes)
+    print(f"peers: {name} {peer.version} {label}: {' '.join(command)}", flush=True)
+    started = time.monotonic()
+    try:
+        returncode = subprocess.run(command, cwd=tree, env=env, timeout=RUN_TIMEOUT).returncode
+    except subprocess.TimeoutExpired:
+        returncode = -1
+    seconds = time.monotonic() - started
+    return Run(
+        hooked=hooked,
+        outcomes=read_junit(junit) if junit.exists() else {},
+        probes={p.stem: json.loads(p.read_text()) for p in sorted(probes.glob("*.json"))},
+        seconds=seconds,
+        returncode=returncode,
+        parallel=only is None,
+    )
+
+
+#: Worst first: a test reported twice (a failing teardown after a pass) keeps its worst outcome.
+ORDER = ("error", "failed", "skipped", "passed")
+
+
+def read_junit(path: Path) -> dict[str, str]:
+    """Outcome per test id (``classname::name``) from a JUnit XML file."""
+    outcomes: dict[str, str] = {}
+    for case in ET.parse(path).iter("testcase"):
+        test_id = f"{case.get('classname', '')}::{case.get('name', '')}"
+        outcome = "passed"
+        for child in case:
+            if child.tag in ("error", "failure", "skipped"):
+                outcome = {"failure": "failed"}.get(child.tag, child.tag)
+                break
+        previous = outcomes.get(test_id)
+        if previous is None or ORDER.index(outcome) < ORDER.index(previous):
+            outcomes[test_id] = outcome
+    return outcomes
+
+
+# ---------------------------------------------------------------------------------------------
+# Judging
+
+
+def known_differences(name: str) -> dict[str, str]:
+    """``known.toml``'s entries for ``name``: test id -> reason."""
+    # Python 3.11's; imported here so that noxfile.py can read PEERS on 3.10
+    tomllib = importlib.import_module("tomllib")
+    with KNOWN.open("rb") as file:
+        table = tomllib.load(file)
+    return {str(test): str(reason) for test, reason in table.get(name, {}).items()}
+
+
+def run_label(run: Run) -> str:
+    return "hooked" if run.hooked else "plain"
+
+
+def state_errors(run: Run, peer: Peer) -> list[str]:
+    """Why a run does not prove the state it claims (empty: it does)."""
+    label = run_label(run)
+    want = 1 if run.hooked else 0
+    if "main" not in run.probes:
+        return [f"{label}: the probe plugin wrote no report (was it loaded?)"]
+    errors = []
+    for process, report in run.probes.items():
+        sockets = report.get("so_keepalive")
+        assert isinstance(sockets, dict)
+        for library in peer.probe:
+            value = sockets.get(library)
+            if value != want:
+                errors.append(
+                    f"{label}: {library} socket in pytest process {process!r} shows "
+                    f"SO_KEEPALIVE {value!r}, not {want}"
+                )
+    if peer.workers > 1 and run.parallel and len(run.probes) < 2:
+        errors.append(f"{label}: no report from any pytest-xdist worker")
+    return errors
+
+
+def differences(name: str, plain: Run, hooked: Run) -> tuple[list[str], list[str]]:
+    """(candidates, notes): the tests passing plain and not hooked that ``known.toml`` does not
+    name (to be confirmed by a rerun), and what else changed, known differences included."""
+    known = known_differences(name)
+    candidates, notes, differing = [], [], set()
+    for test_id, outcome in sorted(plain.outcomes.items()):
+        other = hooked.outcomes.get(test_id, "missing")
+        if outcome == "passed" and other != "passed":
+            differing.add(test_id)
+            if test_id in known:
+                notes.append(
+                    f"known difference: {test_id}: passed plain, {other} hooked ({known[test_id]})"
+                )
+            else:
+                candidates.append(test_id)
+        elif outcome != other and other != "missing":
+            notes.append(f"{test_id}: {outcome} plain, {other} hooked")
+    for test_id in sorted(set(known) - differing):
+        notes.append(f"STALE: known.toml lists {test_id}, which no longer differs")
+    return candidates, notes
+
+
+def node_id(test_id: str, tree: Path) -> str:
+    """The pytest node id of a JUnit ``classname::name`` (the longest dotted prefix that is a
+    file of the tree is the module)."""
+    classname, _, name = test_id.partition("::")
+    parts = classname.split(".")
+    for cut in range(len(parts), 0, -1):
+        path = "/".join(parts[:cut]) + ".py"
+        if (tree / path).is_file():
+            return "::".join([path, *parts[cut:], name])
+    raise ValueError(f"no module of {tree} holds {test_id}")
+
+
+#: A difference counts when a rerun of the test alone passes plain and fails every one of these
+#: hooked reruns; one that does not reproduce is reported as flaky, never dropped silently.
+RERUNS = 3
+
+
+def confirm(
+    name: str, peer: Peer, tree: Path, out: Path, candidates: list[str]
+) -> tuple[list[str], list[str], list[Run]]:
+    """(confirmed differences, flaky ones, the reruns), rerunning ``candidates`` alone."""
+    only = [node_id(test_id, tree) for test_id in candidates]
+    plain = run_suite(name, peer, tree, hooked=False, out=out, only=only, label="rerun-plain")
+    hooked = [
+        run_suite(name, peer, tree, hooked=True, out=out, only=only, label=f"rerun-hooked-{n}")
+        for n in range(1, RERUNS + 1)
+    ]
+    confirmed, flaky = [], []
+    for test_id in candidates:
+        seen = [run.outcomes.get(test_id, "missing") for run in (plain, *hooked)]
+        line = f"{test_id}: passed plain, failing hooked; rerun alone: plain {seen[0]}, hooked "
+        line += ", ".join(seen[1:])
+        if seen[0] == "passed" and "passed" not in seen[1:]:
+            confirmed.append(line)
+        else:
+            flaky.append(f"did not reproduce, flaky: {line}")
+    return confirmed, flaky, [plain, *hooked]
+
+
+def summary(plain: Run, hooked: Run) -> dict[str, int]:
+    counts = {"tests": len(plain.outcomes)}
+    for label, run in (("plain", plain), ("hooked", hooked)):
+        for outcome in ORDER:
+            counts[f"{label}_{outcome}"] = sum(1 for o in run.outcomes.values() if o == outcome)
+    return counts
+
+
+def check_peer(name: str) -> int:
+    """Run ``name``'s suite both ways here and judge; the exit status says the verdict."""
+    peer = PEERS[name]
+    WORK.mkdir(parents=True, exist_ok=True)
+    install(name, peer)
+    tree = fetch(name, peer, WORK)
+    out = WORK / "reports" / name
+    out.mkdir(parents=True, exist_ok=True)
+    plain = run_suite(name, peer, tree, hooked=False, out=out)
+    hooked = run_suite(name, peer, tree, hooked=True, out=out)
+    failures = state_errors(plain, peer) + state_errors(hooked, peer)
+    for run in (plain, hooked):
+        if not run.outcomes:
+            failures.append(f"{run_label(run)} run left no results (exit {run.returncode})")
+    candidates, notes = differences(name, plain, hooked)
+    failures += [note for note in notes if note.startswith("STALE")]
+    if candidates:
+        confirmed, flaky, reruns = confirm(name, peer, tree, out, candidates)
+        failures += confirmed
+        notes += flaky
+        for run in reruns:
+            failures += state_errors(run, peer)
+    counts = summary(plain, hooked)
+    record = {
+        "peer": name,
+        "version": peer.version,
+        "namespace": in_namespace(),
+        "plain_minutes": round(plain.seconds / 60, 1),
+        "hooked_minutes": round(hooked.seconds / 60, 1),
+        **counts,
+        "failures": failures,
+        "notes": notes,
+    }
+    (out / "summary.json").write_text(json.dumps(record, indent=1))
+    for note in notes:
+        print(f"peers: {name}: {note}")
+    where = "in a loopback-only namespace" if in_namespace() else "off root, offline tests left out"
+    times = f"{record['plain_minutes']} / {record['hooked_minutes']} min plain / hooked, {where}"
+    if failures:
+        print(f"peers: {name} {peer.version}: {counts['tests']} tests, DIFFERENT ({times}):")
+        for failure in failures:
+            print(f"  {failure}")
+        return 1
+    known = sum(1 for note in notes if note.startswith("known difference"))
+    but = f" but for {known} known differences (known.toml)" if known else ""
+    print(
+        f"peers: {name} {peer.version}: {counts['tests']} tests, same outcome with and without "
+        f"the hook{but} ({counts['plain_passed']} passed, {counts['plain_skipped']} skipped, "
+        f"{counts['plain_failed'] + counts['plain_error']} failing both ways; {times})"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("peer", nargs="?", choices=sorted(PEERS))
+    parser.add_argument("--list", action="store_true", help="print the pinned peers and exit")
+    args = parser.parse_args(argv)
+    if args.list or args.peer is None:
+        for name, peer in PEERS.items():
+            print(f"{name}=={peer.version}{'  (CI)' if peer.ci else ''}")
+        return 0
+    return check_peer(args.peer)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
