@@ -3,6 +3,8 @@
     nox -s full      the covering set below (13 sessions, ~the full product's coverage)
     nox -s ci        the reduced set CI runs (through tests/matrix/test_matrix.py)
     nox -l           list the sessions; ``nox -s "full(py3.9, httpx 0.23.3, ...)"`` runs one
+    nox -s peers     the peers' own test suites, plain and under the hook (tests/peers/run.py);
+                     ``nox -s "peers(urllib3)"`` runs one
 
 Every httpx version meets both wrapt majors and both the oldest and the newest Python; every
 Python meets the newest httpx.  urllib3 1.26.x meets every Python and 2.x every Python from 3.10
@@ -200,7 +202,7 @@ def _peers_driver() -> types.ModuleType:
     return module
 
 
-PEERS = sorted(_peers_driver().PEERS)
+PEERS = list(_peers_driver().PEERS)  # in the table's order
 
 
 @nox.session(python="3.11")

@@ -2,6 +2,7 @@
 
     python tests/peers/run.py urllib3   one peer, in this environment (nox -s "peers(urllib3)")
     python tests/peers/run.py --list    the table below
+    python tests/peers/run.py --table   README's table, from the last run of each peer
 
 For one peer at its pinned version (``PEERS``, the one table): download its sdist (``pip download
 --no-binary :all: --no-deps``), install the released wheel of the same version plus the test
@@ -17,9 +18,9 @@ HTTP library and reads ``SO_KEEPALIVE`` back from the live socket.  A plain run 
 hooked run showing 0 is refused: a hook that silently did not load cannot pass.
 
 Network: the suites must not send a packet off the machine.  As root each run happens in a new
-network namespace holding only loopback (``unshare -n``, ``lo`` brought up first), where connects
-to outside addresses (urllib3's and requests' "tarpit" hosts) fail or time out without leaving
-the machine and DNS names do not resolve.  Everything is installed before entering it.  Off root,
+network namespace holding only loopback (``unshare -n``, set up by ``namespace_setup``), where
+connects to outside addresses (urllib3's and requests' "tarpit" hosts) time out without leaving
+it and DNS names do not resolve.  Everything is installed before entering it.  Off root,
 ``offline`` names the tests that reach out, and they are left out.
 
 Why here (tests/peers/, a plain module) and not in noxfile.py: the same code runs from nox, from
@@ -76,6 +77,36 @@ class Peer:
     workers: int = 2
     #: In the reduced set CI runs.
     ci: bool = False
+    #: The project on PyPI, where the table's key is not its name (a second version of a peer).
+    project: str = ""
+
+
+def httpx_peer(version: str, ci: bool = False, project: str = "") -> Peer:
+    """httpx at ``version``: both releases' suites take the same dependencies and rules."""
+    return Peer(
+        version=version,
+        # httpx's requirements.txt (not in the sdist) as far as its tests import it, at the
+        # releases of its time: newer chardet guesses other encodings, newer uvicorn logs
+        # access lines its logging tests do not expect, newer click deprecates what it uses.
+        deps=(
+            f"httpx[brotli,cli,http2,socks,zstd]=={version}",
+            "chardet==5.2.0",
+            "uvicorn==0.32.1",
+            "click==8.1.8",
+            "trustme",
+            "trio",
+            "anyio",
+            "cryptography",
+        ),
+        paths=("tests",),
+        source=("httpx",),
+        probe=("httpx",),
+        offline=("-m", "not network"),
+        # its session-wide uvicorn server listens on the fixed port 8000: one process only
+        workers=1,
+        ci=ci,
+        project=project,
+    )
 
 
 #: The one table: pinned versions, test dependencies and the rules of each suite.
@@ -122,24 +153,9 @@ PEERS: dict[str, Peer] = {
         ),
         ci=True,
     ),
-    "httpx": Peer(
-        version="0.28.1",
-        # httpx's requirements.txt (not in the sdist) as far as its tests import it.
-        deps=(
-            "httpx[brotli,cli,http2,socks,zstd]==0.28.1",
-            "chardet",
-            "uvicorn",
-            "trustme",
-            "trio",
-            "anyio",
-            "cryptography",
-        ),
-        paths=("tests",),
-        source=("httpx",),
-        probe=("httpx",),
-        offline=("-m", "not network"),
-        ci=True,
-    ),
+    "httpx": httpx_peer("0.28.1", ci=True),
+    # What ``pip install httpx`` gives today (our test extra too).
+    "httpx-0.29.0": httpx_peer("0.29.0", project="httpx"),
     "httpcore": Peer(
         version="1.0.9",
         deps=(
@@ -191,6 +207,52 @@ PEERS: dict[str, Peer] = {
             "tests/integration/test_client_http.py::TestClientHTTPBehavior::"
             "test_invalid_host_gaierror",
         ),
+    ),
+    "openai": Peer(
+        version="3.60.0",
+        # its "dev" dependency group, as far as the tests import it, and its client extras
+        deps=(
+            "openai[aiohttp,realtime]==3.60.0",
+            "pytest-asyncio>=1.4.0",
+            "inline-snapshot>=0.28.0",
+            "rich>=13.7.1",
+            "trio>=0.22.2",
+            "griffe>=1",
+            "dirty-equals",
+            "respx",
+            "numpy",
+            "google-auth",
+            "cryptography",
+            "opentelemetry-sdk",
+            "time-machine",
+            "hypothesis",
+        ),
+        paths=("tests",),
+        probe=("httpx2",),
+        # they need the SDK generator's mock server (prism), which is not available here
+        args=("--ignore=tests/api_resources",),
+    ),
+    "anthropic": Peer(
+        version="2.17.0",
+        # its "dev" dependency group (less the type checkers and ruff) and its extras
+        deps=(
+            "anthropic[aiohttp,bedrock,vertex,mcp,webhooks]==2.17.0",
+            "respx",
+            "pytest-asyncio",
+            "time-machine",
+            "dirty-equals>=0.6.0",
+            "hypothesis",
+            "inline-snapshot>=0.28.0",
+            "griffe>=1",
+            "http-snapshot[httpx]==0.1.9",
+            "rich>=13.7.1",
+            "opentelemetry-sdk",
+            "packaging",
+        ),
+        paths=("tests",),
+        probe=("httpx2",),
+        # as for openai: the mock server is not available here
+        args=("--ignore=tests/api_resources",),
     ),
 }
 
@@ -253,6 +315,32 @@ def in_namespace() -> bool:
     return os.geteuid() == 0 and bool(shutil.which("unshare")) and bool(shutil.which("ip"))
 
 
+def namespace_setup() -> str:
+    """The shell commands that make the new namespace's network, before the suite starts.
+
+    Only loopback exists.  The default route points into it, so a connect to an outside address
+    (the suites' "tarpit" hosts) sends its SYN into ``lo``, where the kernel drops it as not
+    local: the connect times out silently, as the tests expect, and nothing leaves the
+    namespace.  The resolver's name servers are made unreachable, so a name lookup fails at
+    once instead of after the resolver's timeouts (a name server on loopback refuses anyway).
+    """
+    commands = ["ip link set lo up", "ip route add default dev lo"]
+    for server in name_servers():
+        if not server.startswith("127.") and ":" not in server:
+            commands.append(f"ip route add unreachable {server}/32")
+    return " && ".join(commands)
+
+
+def name_servers() -> list[str]:
+    try:
+        lines = Path("/etc/resolv.conf").read_text().splitlines()
+    except OSError:
+        return []
+    return [
+        line.split()[1] for line in lines if line.startswith("nameserver") and len(line.split()) > 1
+    ]
+
+
 def keepalive_patch_command() -> str:
     command = Path(sys.executable).with_name("keepalive-patch")
     if not command.exists():
@@ -310,8 +398,7 @@ def run_suite(
     if hooked:
         command = [keepalive_patch_command(), "run", "--", *command]
     if in_namespace():
-        # A namespace with only loopback, brought up before the suite starts.
-        command = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *command]
+        command = ["unshare", "-n", "sh", "-c", namespace_setup() + ' && exec "$@"', "sh", *command]
     env = {
         key: value
         for key, value in os.environ.items()
@@ -469,8 +556,8 @@ def check_peer(name: str) -> int:
     """Run ``name``'s suite both ways here and judge; the exit status says the verdict."""
     peer = PEERS[name]
     WORK.mkdir(parents=True, exist_ok=True)
-    install(name, peer)
-    tree = fetch(name, peer, WORK)
+    install(peer.project or name, peer)
+    tree = fetch(peer.project or name, peer, WORK)
     out = WORK / "reports" / name
     out.mkdir(parents=True, exist_ok=True)
     plain = run_suite(name, peer, tree, hooked=False, out=out)
@@ -518,11 +605,43 @@ def check_peer(name: str) -> int:
     return 0
 
 
+def table() -> str:
+    """README's table, from the last run of each peer (``.nox/peers/reports/*/summary.json``)."""
+    rows = [
+        "| peer | tests | passed | skipped | failing both ways | differences | minutes "
+        "(plain / hooked) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name in PEERS:
+        path = WORK / "reports" / name / "summary.json"
+        if not path.exists():
+            continue
+        record = json.loads(path.read_text())
+        known = sum(1 for note in record["notes"] if note.startswith("known difference"))
+        differing = len(record["failures"])
+        verdict = f"{differing} (see the run)" if differing else "none"
+        if known:
+            verdict += f", {known} known"
+        failing = record["plain_failed"] + record["plain_error"]
+        rows.append(
+            f"| {name} {record['version']} | {record['tests']} | {record['plain_passed']} | "
+            f"{record['plain_skipped']} | {failing} | {verdict} | "
+            f"{record['plain_minutes']} / {record['hooked_minutes']} |"
+        )
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("peer", nargs="?", choices=sorted(PEERS))
+    parser.add_argument("peer", nargs="?", choices=list(PEERS))
     parser.add_argument("--list", action="store_true", help="print the pinned peers and exit")
+    parser.add_argument(
+        "--table", action="store_true", help="print README's table from the last runs and exit"
+    )
     args = parser.parse_args(argv)
+    if args.table:
+        print(table())
+        return 0
     if args.list or args.peer is None:
         for name, peer in PEERS.items():
             print(f"{name}=={peer.version}{'  (CI)' if peer.ci else ''}")
