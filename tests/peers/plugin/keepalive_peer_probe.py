@@ -21,7 +21,9 @@ import threading
 from collections.abc import Iterator
 from typing import Any, Callable
 
-RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+#: A response head promising one byte that never comes: the client's connection stays attached
+#: to the response (aiohttp releases it at the end of the body) while the probe reads its socket.
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n"
 
 
 @contextlib.contextmanager
@@ -43,7 +45,7 @@ def _origin() -> Iterator[int]:
                             break
                         data += chunk
                     client.sendall(RESPONSE)
-                    # Wait for the client to hang up, so the connection stays up for it to read.
+                    # Wait for the client to hang up.
                     with contextlib.suppress(OSError):
                         client.recv(1)
 
