@@ -549,10 +549,16 @@ def confirm(
 
 
 def summary(plain: Run, hooked: Run) -> dict[str, int]:
+    """Counts for the verdict and README's table; "both ways" counts a test once."""
     counts = {"tests": len(plain.outcomes)}
     for label, run in (("plain", plain), ("hooked", hooked)):
         for outcome in ORDER:
             counts[f"{label}_{outcome}"] = sum(1 for o in run.outcomes.values() if o == outcome)
+    bad = ("failed", "error")
+    both = [(o, hooked.outcomes.get(t, "missing")) for t, o in plain.outcomes.items()]
+    counts["passed_both"] = sum(1 for a, b in both if a == b == "passed")
+    counts["skipped_both"] = sum(1 for a, b in both if a == b == "skipped")
+    counts["failing_both"] = sum(1 for a, b in both if a in bad and b in bad)
     return counts
 
 
@@ -609,8 +615,8 @@ def check_peer(name: str) -> int:
     but = f" but for {known} known differences (known.toml)" if known else ""
     print(
         f"peers: {name} {peer.version}: {counts['tests']} tests, same outcome with and without "
-        f"the hook{but} ({counts['plain_passed']} passed, {counts['plain_skipped']} skipped, "
-        f"{counts['plain_failed'] + counts['plain_error']} failing both ways; {times})"
+        f"the hook{but} ({counts['passed_both']} passed, {counts['skipped_both']} skipped, "
+        f"{counts['failing_both']} failing both ways; {times})"
     )
     return 0
 
@@ -618,8 +624,8 @@ def check_peer(name: str) -> int:
 def table() -> str:
     """README's table, from the last run of each peer (``.nox/peers/reports/*/summary.json``)."""
     rows = [
-        "| peer | tests | passed | skipped | failing both ways | differences | minutes "
-        "(plain / hooked) |",
+        "| peer | tests | passed both ways | skipped both ways | failing both ways | differences "
+        "| minutes (plain / hooked) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name in PEERS:
@@ -627,15 +633,20 @@ def table() -> str:
         if not path.exists():
             continue
         record = json.loads(path.read_text())
+        # The counts from the run's own XML (older summaries lack some of them).
+        runs = [
+            Run(hooked, read_junit(path.with_name(f"{label}.xml")), {}, 0.0, 0)
+            for hooked, label in ((False, "plain"), (True, "hooked"))
+        ]
+        record.update(summary(*runs))
         known = sum(1 for note in record["notes"] if note.startswith("known difference"))
         differing = len(record["failures"])
         verdict = f"{differing} (see the run)" if differing else "none"
         if known:
             verdict += f", {known} known"
-        failing = record["plain_failed"] + record["plain_error"]
         rows.append(
-            f"| {name} {record['version']} | {record['tests']} | {record['plain_passed']} | "
-            f"{record['plain_skipped']} | {failing} | {verdict} | "
+            f"| {name} {record['version']} | {record['tests']} | {record['passed_both']} | "
+            f"{record['skipped_both']} | {record['failing_both']} | {verdict} | "
             f"{record['plain_minutes']} / {record['hooked_minutes']} |"
         )
     return "\n".join(rows)
