@@ -259,6 +259,11 @@ PEERS: dict[str, Peer] = {
 # Preparing a peer
 
 
+def title(name: str) -> str:
+    """``project version`` of a peer, for people."""
+    return f"{PEERS[name].project or name} {PEERS[name].version}"
+
+
 def pip(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "pip", *args], check=True)
 
@@ -406,7 +411,7 @@ def run_suite(
     env["PYTHONPATH"] = str(PLUGIN_DIR)
     env["KEEPALIVE_PEER_PROBE"] = ",".join(peer.probe)
     env["KEEPALIVE_PEER_PROBE_DIR"] = str(probes)
-    print(f"peers: {name} {peer.version} {label}: {' '.join(command)}", flush=True)
+    print(f"peers: {title(name)} {label}: {' '.join(command)}", flush=True)
     started = time.monotonic()
     try:
         returncode = subprocess.run(command, cwd=tree, env=env, timeout=RUN_TIMEOUT).returncode
@@ -607,14 +612,14 @@ def check_peer(name: str) -> int:
     where = "in a loopback-only namespace" if in_namespace() else "off root, offline tests left out"
     times = f"{record['plain_minutes']} / {record['hooked_minutes']} min plain / hooked, {where}"
     if failures:
-        print(f"peers: {name} {peer.version}: {counts['tests']} tests, DIFFERENT ({times}):")
+        print(f"peers: {title(name)}: {counts['tests']} tests, DIFFERENT ({times}):")
         for failure in failures:
             print(f"  {failure}")
         return 1
     known = sum(1 for note in notes if note.startswith("known difference"))
     but = f" but for {known} known differences (known.toml)" if known else ""
     print(
-        f"peers: {name} {peer.version}: {counts['tests']} tests, same outcome with and without "
+        f"peers: {title(name)}: {counts['tests']} tests, same outcome with and without "
         f"the hook{but} ({counts['passed_both']} passed, {counts['skipped_both']} skipped, "
         f"{counts['failing_both']} failing both ways; {times})"
     )
@@ -645,7 +650,7 @@ def table() -> str:
         if known:
             verdict += f", {known} known"
         rows.append(
-            f"| {name} {record['version']} | {record['tests']} | {record['passed_both']} | "
+            f"| {title(name)} | {record['tests']} | {record['passed_both']} | "
             f"{record['skipped_both']} | {record['failing_both']} | {verdict} | "
             f"{record['plain_minutes']} / {record['hooked_minutes']} |"
         )
