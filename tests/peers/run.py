@@ -3,6 +3,7 @@
     python tests/peers/run.py urllib3   one peer, in this environment (nox -s "peers(urllib3)")
     python tests/peers/run.py --list    the table below
     python tests/peers/run.py --table   README's table, from the last run of each peer
+    python tests/peers/run.py --audit-offline requests   as root: the off-root way sends nothing out
 
 For one peer at its pinned version (``PEERS``, the one table): download its sdist (``pip download
 --no-binary :all: --no-deps``), install the released wheel of the same version plus the test
@@ -133,9 +134,8 @@ PEERS: dict[str, Peer] = {
             "idna>=3.10",
         ),
         paths=("test",),
-        # Its own marker for tests that need the Internet (they first probe a route to a tarpit
-        # address, itself a packet off the machine).
-        offline=("-m", "not requires_network"),
+        # No off-root list: its own "requires_network" marker is not enough (--audit-offline
+        # still saw packets to its tarpit 240.0.0.0 and to the name server), so root only.
         ci=True,
     ),
     "requests": Peer(
@@ -334,6 +334,56 @@ def namespace_setup() -> str:
     return " && ".join(commands)
 
 
+#: The off-root way audited (``--audit-offline``): loopback and the default route into it, as in
+#: ``namespace_setup`` but with the name servers left routable (into ``lo`` too), and nftables
+#: sets recording every destination outside loopback a packet was sent to.
+AUDIT_SETUP = " && ".join(
+    [
+        "ip link set lo up",
+        "ip route add default dev lo",
+        "nft add table inet kp_audit",
+        "nft add set inet kp_audit v4 '{ type ipv4_addr; flags dynamic; }'",
+        "nft add set inet kp_audit v6 '{ type ipv6_addr; flags dynamic; }'",
+        "nft add chain inet kp_audit out '{ type filter hook output priority 0; }'",
+        "nft add rule inet kp_audit out ip daddr != 127.0.0.0/8 add @v4 '{ ip daddr }'",
+        "nft add rule inet kp_audit out ip6 daddr != ::1 add @v6 '{ ip6 daddr }'",
+    ]
+)
+
+
+def audit_offline(name: str) -> int:
+    """Run ``name``'s suite plain the off-root way (its ``offline`` tests left out), as root in
+    an audited namespace, and name every outside address it sent a packet to (none: the list
+    is complete for this run)."""
+    peer = PEERS[name]
+    if peer.offline is None:
+        print(f"peers: {name} has no list of the tests that reach out (offline=None)")
+        return 2
+    if not (in_namespace() and shutil.which("nft")):
+        print("peers: --audit-offline needs root, unshare, ip and nft")
+        return 2
+    install(peer.project or name, peer)
+    tree = fetch(peer.project or name, peer, WORK)
+    out = WORK / "reports" / name
+    out.mkdir(parents=True, exist_ok=True)
+    sets = out / "audit.json"
+    sets.unlink(missing_ok=True)
+    run_suite(name, peer, tree, hooked=False, out=out, label="audit", audit=sets)
+    if not sets.exists():
+        print(f"peers: {title(name)}: the audit left no record")
+        return 1
+    outside = sorted(
+        str(address)
+        for item in json.loads(sets.read_text())["nftables"]
+        for address in item.get("set", {}).get("elem", [])
+    )
+    if outside:
+        print(f"peers: {title(name)} off root would send packets to: {', '.join(outside)}")
+        return 1
+    print(f"peers: {title(name)} off root: no packet to any address outside loopback")
+    return 0
+
+
 def name_servers() -> list[str]:
     try:
         lines = Path("/etc/resolv.conf").read_text().splitlines()
@@ -372,8 +422,10 @@ def run_suite(
     out: Path,
     only: list[str] | None = None,
     label: str = "",
+    audit: Path | None = None,
 ) -> Run:
-    """One run of the suite (``only``: just these node ids, one process), results in ``out``."""
+    """One run of the suite (``only``: just these node ids, one process), results in ``out``;
+    ``audit``: run the off-root way in a namespace that records where packets went (``audit``)."""
     label = label or ("hooked" if hooked else "plain")
     junit = out / f"{label}.xml"
     probes = out / f"{label}-probes"
@@ -396,12 +448,15 @@ def run_suite(
         *(("-n", str(peer.workers)) if peer.workers > 1 and only is None else ()),
         *peer.args,
     ]
-    if not in_namespace():
-        assert peer.offline is not None  # check_peer refuses the others
+    if audit is not None or not in_namespace():
+        assert peer.offline is not None  # check_peer and audit_offline refuse the others
         command += peer.offline
     if hooked:
         command = [keepalive_patch_command(), "run", "--", *command]
-    if in_namespace():
+    if audit is not None:
+        script = f'{AUDIT_SETUP} && "$@"; status=$?; nft -j list table inet kp_audit > {audit}'
+        command = ["unshare", "-n", "sh", "-c", script + "; exit $status", "sh", *command]
+    elif in_namespace():
         command = ["unshare", "-n", "sh", "-c", namespace_setup() + ' && exec "$@"', "sh", *command]
     env = {
         key: value
@@ -664,7 +719,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--table", action="store_true", help="print README's table from the last runs and exit"
     )
+    parser.add_argument(
+        "--audit-offline",
+        action="store_true",
+        help="as root: check that the off-root way (offline tests left out) sends no packet out",
+    )
     args = parser.parse_args(argv)
+    if args.audit_offline and args.peer:
+        return audit_offline(args.peer)
     if args.table:
         print(table())
         return 0
