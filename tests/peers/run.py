@@ -11,11 +11,14 @@ dependencies its suite needs into *this* interpreter's environment (nox gives ea
 its own), drop the package's own source from the unpacked tree so the suite imports the wheel,
 then run the suite twice with JUnit XML: once plain, once under ``keepalive-patch run --``.  The
 comparison fails if any test passes plain and fails, errors, is skipped or times out (pytest-
-timeout) hooked, unless ``known.toml`` names that test with a reason.
+timeout) hooked, unless ``known.toml`` names that test with a reason; such a test is first rerun
+alone (``confirm``), and one that then fails plain too or passes hooked is reported as flaky.
+A ``known.toml`` entry whose test no longer differs fails the run too: the entry must go.
 
 Both runs prove their state: ``plugin/keepalive_peer_probe.py`` is loaded into each (``-p``), and
-in every pytest process (xdist workers included) opens a loopback connection with the peer's own
-HTTP library and reads ``SO_KEEPALIVE`` back from the live socket.  A plain run showing 1 or a
+in every pytest process (xdist workers included) opens a loopback connection with the client
+the table names (``probe``: the peer itself, or the client that carries it) and reads
+``SO_KEEPALIVE`` back from the live socket.  A plain run showing 1 or a
 hooked run showing 0 is refused: a hook that silently did not load cannot pass.
 
 Network: the suites must not send a packet off the machine.  As root each run happens in a new
@@ -194,7 +197,26 @@ PEERS: dict[str, Peer] = {
             "zlib_ng",
             "brotli",
         ),
-        paths=("tests",),
+        # The client side, which the hook patches (TCPConnector and all above it, proxies and
+        # the resolver): the whole suite takes ~25 minutes a run here; paths=("tests",) runs it.
+        paths=(
+            "tests/test_client_connection.py",
+            "tests/test_client_exceptions.py",
+            "tests/test_client_fingerprint.py",
+            "tests/test_client_functional.py",
+            "tests/test_client_middleware.py",
+            "tests/test_client_middleware_digest_auth.py",
+            "tests/test_client_proto.py",
+            "tests/test_client_request.py",
+            "tests/test_client_response.py",
+            "tests/test_client_session.py",
+            "tests/test_client_ws.py",
+            "tests/test_client_ws_functional.py",
+            "tests/test_connector.py",
+            "tests/test_proxy.py",
+            "tests/test_proxy_functional.py",
+            "tests/test_resolver.py",
+        ),
         source=("aiohttp",),
         probe=("aiohttp",),
         args=("--no-cov",),
