@@ -569,10 +569,10 @@ def state_errors(run: Run, peer: Peer) -> list[str]:
     return errors
 
 
-def differences(name: str, plain: Run, hooked: Run) -> tuple[list[str], list[str]]:
-    """(candidates, notes): the tests passing plain and not hooked that ``known.toml`` does not
-    name (to be confirmed by a rerun), and what else changed, known differences included."""
-    known = known_differences(name)
+def differences(known: dict[str, str], plain: Run, hooked: Run) -> tuple[list[str], list[str]]:
+    """(candidates, notes): the tests passing plain and not hooked that ``known`` (test id ->
+    reason) does not name, to be confirmed by a rerun, and what else changed, known
+    differences and stale entries included."""
     candidates, notes, differing = [], [], set()
     for test_id, outcome in sorted(plain.outcomes.items()):
         other = hooked.outcomes.get(test_id, "missing")
@@ -664,7 +664,7 @@ def check_peer(name: str) -> int:
     for run in (plain, hooked):
         if not run.outcomes:
             failures.append(f"{run_label(run)} run left no results (exit {run.returncode})")
-    candidates, notes = differences(name, plain, hooked)
+    candidates, notes = differences(known_differences(name), plain, hooked)
     failures += [note for note in notes if note.startswith("STALE")]
     if candidates:
         confirmed, flaky, reruns = confirm(name, peer, tree, out, candidates)

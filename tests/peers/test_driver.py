@@ -3,6 +3,7 @@ socket in a real pytest run, plain and hooked, and the judge refuses what it mus
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import os
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from run import PEERS, PLUGIN_DIR, Run, differences, node_id, read_junit, state_errors
+
+from keepalive_patch.integrations.httpx import takes_socket_options
 
 LIBRARIES = ("urllib3", "httpx", "httpx2", "aiohttp")
 
@@ -47,7 +50,10 @@ def test_probe_reads_so_keepalive_from_live_sockets(tmp_path: Path, hooked: bool
 
 
 def _installed(name: str) -> bool:
-    return importlib.util.find_spec(name) is not None
+    """Installed, and able to carry the options (httpx < 0.25 takes no socket_options)."""
+    if importlib.util.find_spec(name) is None:
+        return False
+    return name not in ("httpx", "httpx2") or takes_socket_options(importlib.import_module(name))
 
 
 def _run(hooked: bool, outcomes: dict[str, str], keepalive: int | None = None) -> Run:
@@ -66,9 +72,15 @@ def test_a_hooked_run_whose_socket_shows_no_keepalive_is_refused() -> None:
 def test_a_test_passing_plain_and_not_hooked_is_a_difference() -> None:
     plain = _run(False, {"t::a": "passed", "t::b": "passed", "t::c": "failed", "t::d": "passed"})
     hooked = _run(True, {"t::a": "passed", "t::b": "error", "t::c": "failed"})
-    candidates, notes = differences("requests", plain, hooked)
+    candidates, notes = differences({}, plain, hooked)
     assert candidates == ["t::b", "t::d"]  # d: missing from the hooked run
     assert notes == []
+    candidates, notes = differences({"t::b": "why", "t::e": "gone"}, plain, hooked)
+    assert candidates == ["t::d"]
+    assert notes == [
+        "known difference: t::b: passed plain, error hooked (why)",
+        "STALE: known.toml lists t::e, which no longer differs",
+    ]
 
 
 def test_junit_ids_map_back_to_node_ids(tmp_path: Path) -> None:
