@@ -3,6 +3,8 @@
     nox -s full      the covering set below (17 sessions, ~the full product's coverage)
     nox -s ci        the reduced set CI runs (through tests/matrix/test_matrix.py)
     nox -l           list the sessions; ``nox -s "full(py3.9, httpx 0.23.3, ...)"`` runs one
+    nox -s peers     the peers' own test suites, plain and under the hook (tests/peers/run.py);
+                     ``nox -s "peers(urllib3)"`` runs one
 
 Every httpx version meets both wrapt majors and both the oldest and the newest Python it
 supports (httpx 0.29 needs Python >= 3.10: it runs on 3.10 and 3.13); every Python meets httpx
@@ -27,8 +29,11 @@ from __future__ import annotations
 
 import configparser
 import glob
+import importlib.util
 import os
 import re
+import sys
+import types
 
 import nox
 
@@ -190,9 +195,9 @@ def _suite(session: nox.Session, cell: str, wrapt: str, urllib3: str, aiohttp: s
         " if n in {d.metadata['Name'] for d in m.distributions()}))",
         silent=False,
     )
-    # "fleet" tests build their own environments (bundles, other Pythons, agents, the wheel):
-    # once, in the main run, is enough.
-    marks = "not matrix and not fleet"
+    # "fleet" tests build their own environments (bundles, other Pythons, agents, the wheel)
+    # and "peers" run other projects' suites: once, in the main run, is enough.
+    marks = "not matrix and not fleet and not peers"
     session.run("pytest", "-q", "-m", marks, "-p", "no:cacheprovider", *session.posargs)
 
 
@@ -208,3 +213,28 @@ def full(session: nox.Session, httpx: str, wrapt: str, urllib3: str, aiohttp: st
 def ci(session: nox.Session, httpx: str, wrapt: str, urllib3: str, aiohttp: str) -> None:
     """The reduced set CI runs."""
     _suite(session, httpx, wrapt, urllib3, aiohttp)
+
+
+def _peers_driver() -> types.ModuleType:
+    """tests/peers/run.py, the peers' driver (its table names the sessions)."""
+    spec = importlib.util.spec_from_file_location(
+        "keepalive_peers_run", os.path.join(os.path.dirname(__file__), "tests", "peers", "run.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+PEERS = list(_peers_driver().PEERS)  # in the table's order
+
+
+@nox.session(python="3.11")
+@nox.parametrize("peer", PEERS, ids=PEERS)
+def peers(session: nox.Session, peer: str) -> None:
+    """One peer's own test suite, plain and under ``keepalive-patch run`` (tests/peers/run.py);
+    each peer gets a venv of its own."""
+    session.env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    session.install("-e", ".")
+    session.run("python", "tests/peers/run.py", peer, *session.posargs)
