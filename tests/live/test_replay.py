@@ -22,7 +22,7 @@ from support.dying_servers import DyingH2Server, DyingServer, Seen
 from support.proxies import HTTPProxyServer, LoopbackServer, Socks5ProxyServer
 
 import keepalive_patch
-from keepalive_patch import replay
+from keepalive_patch.integrations import httpcore as integration
 
 #: Each httpx-like library and the httpcore-like library under it.
 CORES = {"httpx": "httpcore", "httpx2": "httpcore2"}
@@ -30,6 +30,8 @@ CORES = {"httpx": "httpcore", "httpx2": "httpcore2"}
 STREAMED = "streamed"
 #: What the unpatched library raises when a reused connection dies, by how it died.
 ERRORS = {"fin": "RemoteProtocolError", "rst": "ReadError"}
+#: The classes whose send the integration wraps for replay (connections and pools).
+REPLAY_CLASSES = {name for name, _ in integration.CONNECTIONS + integration.POOLS}
 
 pytestmark = pytest.mark.usefixtures("clean_environment")
 
@@ -38,7 +40,7 @@ pytestmark = pytest.mark.usefixtures("clean_environment")
 def lib(lib: ModuleType) -> ModuleType:
     """``lib`` where its httpcore replays (>= 1.0.3); older httpcore is left alone."""
     core = importlib.import_module(CORES[lib.__name__])
-    if not replay.supported(core):
+    if not integration.replay_supported(core):
         reason = f"{core.__name__} {core.__version__} < 1.0.3 is not replayed"
         pytest.skip(reason + " (test_old_httpcore_is_left_alone)")
     return lib
@@ -138,6 +140,16 @@ def unpatched(function: Any) -> Any:
         return function()
     finally:
         keepalive_patch.apply()
+
+
+def replay_wrapped(core: ModuleType | None = None) -> list[type]:
+    """The classes (of ``core``, or of any library) wrapped for replay now."""
+    return [
+        cls
+        for cls in integration.patched_classes()
+        if cls.__name__ in REPLAY_CLASSES
+        and (core is None or cls.__module__.split(".")[0] == core.__name__)
+    ]
 
 
 def same_error(got: Any, want: Any) -> bool:
@@ -352,10 +364,10 @@ def test_off_from_the_start_wraps_nothing(lib: ModuleType, monkeypatch: pytest.M
     keepalive_patch.remove()
     monkeypatch.setenv("KEEPALIVE_PATCH_REPLAY", "0")
     keepalive_patch.apply()
-    assert replay.patched_classes() == []
+    assert replay_wrapped() == []
     monkeypatch.delenv("KEEPALIVE_PATCH_REPLAY")
     keepalive_patch.apply()  # on again: the libraries already imported are patched now
-    assert core.HTTP11Connection in replay.patched_classes()
+    assert core.HTTP11Connection in replay_wrapped(core)
 
 
 def test_remove_restores_the_original_methods(lib: ModuleType) -> None:
@@ -363,8 +375,10 @@ def test_remove_restores_the_original_methods(lib: ModuleType) -> None:
     wrapped = [
         (core.HTTP11Connection, "handle_request"),
         (core.AsyncHTTP11Connection, "handle_async_request"),
+        (core.ConnectionPool, "handle_request"),
+        (core.AsyncConnectionPool, "handle_async_request"),
     ]
-    originals = [replay._patcher.original(cls, name) for cls, name in wrapped]
+    originals = [integration._patcher.original(cls, name) for cls, name in wrapped]
     keepalive_patch.remove()
     try:
         assert [cls.__dict__[name] for cls, name in wrapped] == originals
@@ -557,7 +571,7 @@ def test_the_pool_never_starves(any_lib: ModuleType, mode: str, size: int) -> No
     with DyingServer() as server:
         outcomes = exchange(lib, mode, server.url, calls, **client)
     assert not [outcome for outcome in outcomes if isinstance(outcome, lib.PoolTimeout)]
-    if replay.supported(core):
+    if integration.replay_supported(core):
         assert outcomes == [200] * len(calls)
         return
     with DyingServer() as plain:
@@ -573,10 +587,10 @@ def test_old_httpcore_is_left_alone() -> None:
     ``ConnectionNotAvailable``: replaying there would starve the pool, so the classes stay
     unwrapped and a dead reused connection raises exactly as without the shim."""
     core = pytest.importorskip("httpcore")
-    if replay.supported(core):
+    if integration.replay_supported(core):
         pytest.skip(f"httpcore {core.__version__} replays; this is for httpcore < 1.0.3")
     httpx = pytest.importorskip("httpx")
-    assert not any(cls.__module__.startswith("httpcore.") for cls in replay.patched_classes())
+    assert replay_wrapped(core) == []
     with DyingServer() as server:
         first, second = exchange(httpx, "sync", server.url, twice())
     assert (first, type(second)) == (200, httpx.RemoteProtocolError)
