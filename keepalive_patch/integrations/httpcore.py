@@ -421,18 +421,18 @@ def _hand_back(
     exc: Exception,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
-) -> bool:
-    """Whether to hand a failed send back to its pool: the rule says replay, the switch is on
-    and a pool of this library is sending the request.  Logs the replay at DEBUG.
-
-    Never raises: if deciding fails, the library's own error goes to the caller.
+) -> None:
+    """Raise the library's ``ConnectionNotAvailable`` from ``exc`` if the failed send goes back
+    to its pool: the rule says replay, the switch is on and a pool of this library is sending
+    the request (logged at DEBUG).  Else return, and the wrapper raises ``exc`` as is; so it
+    does if deciding fails.
     """
     try:
         request = args[0] if args else kwargs["request"]
         if not replay.should_replay(started, request, exc, errors):
-            return False
+            return
         if not config.current().replay or _pool_sending.get() != errors.library:
-            return False
+            return
         logger().debug(
             "keepalive-patch: replaying %s %s on another connection: the reused one failed "
             "before any response (%s: %s)",
@@ -441,7 +441,6 @@ def _hand_back(
             type(exc).__name__,
             exc,
         )
-        return True
     except Exception:
         log_once(
             "replay:error:" + errors.library,
@@ -450,13 +449,16 @@ def _hand_back(
             errors.library,
             exc_info=True,
         )
-        return False
+        return
+    raise errors.not_available() from exc
 
 
 def _connection_wrapper(errors: replay.Errors, is_async: bool, multiplexed: bool) -> Wrapper:
     """The wrapper of a connection's send (``handle_request`` or its async twin); ``multiplexed``
-    for HTTP/2 connections.  On a failure the rule says to replay, it raises the library's
-    ``ConnectionNotAvailable`` from the error; else the error as is."""
+    for HTTP/2 connections.
+
+    Both twins answer a failure the same way (``_hand_back``); only the ``await`` is theirs.
+    """
 
     counting = AsyncCountingStream if is_async else CountingStream
 
@@ -467,8 +469,7 @@ def _connection_wrapper(errors: replay.Errors, is_async: bool, multiplexed: bool
         try:
             response = wrapped(*args, **kwargs)
         except Exception as exc:
-            if _hand_back(errors, started, exc, args, kwargs):
-                raise errors.not_available() from exc
+            _hand_back(errors, started, exc, args, kwargs)
             raise
         _served_response(instance, started, response)
         return response
@@ -480,8 +481,7 @@ def _connection_wrapper(errors: replay.Errors, is_async: bool, multiplexed: bool
         try:
             response = await wrapped(*args, **kwargs)
         except Exception as exc:
-            if _hand_back(errors, started, exc, args, kwargs):
-                raise errors.not_available() from exc
+            _hand_back(errors, started, exc, args, kwargs)
             raise
         _served_response(instance, started, response)
         return response
