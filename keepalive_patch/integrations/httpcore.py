@@ -401,7 +401,7 @@ def _start(connection: object, counting: type[CountingStream], multiplexed: bool
 def _served_response(connection: object, started: replay.Started, response: Any) -> None:
     """Note that ``connection`` returned ``response``, whose ``network_stream`` extension is
     given back as the library made it (the inner stream, not our counting one)."""
-    try:  # noqa: SIM105 - contextlib.suppress would cost every request ~1 µs
+    try:  # noqa: SIM105 - contextlib.suppress would add ~0.7 µs to every request
         _served.add(connection)
     except TypeError:  # not weakly referenceable: stays "fresh"
         pass
