@@ -285,14 +285,16 @@ def patched_classes() -> list[type]:
 # The count needs every read of the connection to pass through a ``CountingStream``, put in
 # place of httpcore's network stream before a request can be replayed from it (on the first
 # request of an HTTP/2 connection, on the first reuse of an HTTP/1.1 one) and left there for
-# the connection's life.  A send that succeeds pays for the wrapper and a ``WeakSet`` look-up
-# and add, on a reused or HTTP/2 connection also for the count of its reads; the rest runs only
-# when a send has failed.
+# the connection's life.
 #
 # Only a request a pool is sending may be handed back to it: whoever drives a connection
 # directly must get the library's own error.  The pools' send is wrapped to say so in a
 # ``ContextVar`` (``_pool_sending``): it is set for the pool's call and read by the connection's
 # send inside it, on the same thread or, async, in the same task (asyncio and trio alike).
+#
+# A request that succeeds pays for two wrappers (the pool's, with the ContextVar's set and
+# reset; the connection's, with a look-up and an add in ``_served``), on a reused or HTTP/2
+# connection also for the count of its reads; the rest runs only when a send has failed.
 
 #: The connections whose send we watch: (class, the method that sends a request).
 CONNECTIONS = (
@@ -317,8 +319,10 @@ FIRST_REPLAYED_HTTPCORE = (1, 0, 3)
 _pool_sending: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "keepalive_patch_pool_sending", default=None
 )
-#: Connections that have returned a response: a request on one of them reuses it.
-_served: weakref.WeakSet[Any] = weakref.WeakSet()
+#: Connections that have returned a response: a request on one of them reuses it.  A set of
+#: weak references, each removed by its own callback when its connection goes (what
+#: ``weakref.WeakSet`` does in Python code, at about twice the cost per request).
+_served: set[weakref.ref[Any]] = set()
 #: Puts a connection's ``CountingStream`` in place once, whichever thread gets there first.
 _counting_lock = threading.Lock()
 
@@ -386,7 +390,7 @@ def _start(connection: object, counting: type[CountingStream], multiplexed: bool
     """What a request notes as it starts on ``connection`` (``multiplexed``: HTTP/2).  Never
     raises: a connection we cannot count is never replayed from, and is sent on as is."""
     try:
-        reused = connection in _served
+        reused = weakref.ref(connection) in _served
     except TypeError:  # not weakly referenceable: never counts as reused
         return replay.FRESH
     if not reused and not multiplexed:
@@ -398,13 +402,17 @@ def _start(connection: object, counting: type[CountingStream], multiplexed: bool
     return replay.Started(reused, stream, 0 if stream is None else stream.received)
 
 
+def _mark_served(connection: object) -> None:
+    try:  # noqa: SIM105 - contextlib.suppress would add ~0.7 µs to every request
+        _served.add(weakref.ref(connection, _served.discard))
+    except TypeError:  # not weakly referenceable: stays "fresh"
+        pass
+
+
 def _served_response(connection: object, started: replay.Started, response: Any) -> None:
     """Note that ``connection`` returned ``response``, whose ``network_stream`` extension is
     given back as the library made it (the inner stream, not our counting one)."""
-    try:  # noqa: SIM105 - contextlib.suppress would add ~0.7 µs to every request
-        _served.add(connection)
-    except TypeError:  # not weakly referenceable: stays "fresh"
-        pass
+    _mark_served(connection)
     stream = started.stream
     if isinstance(stream, CountingStream):
         try:

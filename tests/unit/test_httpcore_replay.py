@@ -6,6 +6,7 @@ tests (``tests/live/test_replay.py``) prove the whole on real connections."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from types import ModuleType
 from typing import Any
 
@@ -134,7 +135,7 @@ def failing_send(core: ModuleType, connection: Connection, served_meanwhile: boo
 
     def send(request: object) -> Any:
         if served_meanwhile:
-            integration._served.add(connection)
+            integration._mark_served(connection)
         raise core.RemoteProtocolError("Server disconnected")
 
     return send
@@ -155,7 +156,7 @@ def test_reused_is_what_the_connection_was_when_the_request_started(
     wrapper = integration._connection_wrapper(replay.Errors(core), is_async=False, multiplexed=True)
     connection = Connection()
     if served_before:
-        integration._served.add(connection)
+        integration._mark_served(connection)
     request = core.Request("GET", "http://127.0.0.1/")
     send = failing_send(core, connection, served_meanwhile=True)
     expected = core.ConnectionNotAvailable if served_before else core.RemoteProtocolError
@@ -166,7 +167,7 @@ def test_reused_is_what_the_connection_was_when_the_request_started(
 def test_only_a_pool_of_the_same_library_gets_the_request_back(core: ModuleType) -> None:
     wrapper = integration._connection_wrapper(replay.Errors(core), is_async=False, multiplexed=True)
     connection = Connection()
-    integration._served.add(connection)
+    integration._mark_served(connection)
     request = core.Request("GET", "http://127.0.0.1/")
     send = failing_send(core, connection, served_meanwhile=False)
     with pytest.raises(core.RemoteProtocolError):  # no pool
@@ -205,3 +206,19 @@ def test_an_async_pool_is_seen_by_the_send_it_awaits(backend: str) -> None:
 
     anyio.run(main, backend=backend)
     assert seen == [("other task", None), ("send", "httpcore"), ("after", None)]
+
+
+def test_a_served_connection_is_remembered_once_and_forgotten_with_it() -> None:
+    connection = Connection()
+    before = len(integration._served)
+    assert not integration._start(connection, integration.CountingStream, False).reused
+    integration._mark_served(connection)
+    integration._mark_served(connection)  # its second response
+    assert integration._start(connection, integration.CountingStream, False).reused
+    assert len(integration._served) == before + 1
+    del connection
+    gc.collect()
+    assert len(integration._served) == before
+    plain = object()  # not weakly referenceable: never counts as reused, and no error
+    integration._mark_served(plain)
+    assert integration._start(plain, integration.CountingStream, True) is replay.FRESH
