@@ -102,10 +102,11 @@ class Errors:
 # --- The rule, beside Go's ``(*persistConn).shouldRetryRequest`` (net/http/transport.go) ------
 #
 #   Go                                          here
-#   http2isNoCachedConnError(err) -> true       left out: httpcore's HTTP/2 pool answers "no
-#                                               stream left on this connection" itself
-#   err == errMissingHost -> false              left out: httpcore raises a missing host before
-#                                               any connection is asked, so it never gets here
+#   http2isNoCachedConnError(err) -> true       left out: an HTTP/2 connection that can take no
+#                                               more streams raises ConnectionNotAvailable
+#                                               itself, which its pool already answers
+#   err == errMissingHost -> false              left out: httpx rejects a URL without a host
+#                                               before it reaches a connection
 #   !pc.isReused() -> false                     not started.reused -> False
 #   nothingWrittenError -> body rewindable      left out: httpcore's errors do not say whether a
 #                                               byte of the request went out (README), so a
