@@ -129,13 +129,18 @@ class Connection:
         self._network_stream = Chunks()
 
 
+def served(connection: object) -> None:
+    """Note that ``connection`` returned a response, as its send's wrapper does."""
+    integration._served_response(connection, replay.FRESH, None)
+
+
 def failing_send(core: ModuleType, connection: Connection, served_meanwhile: bool) -> Any:
     """A connection's send that dies as a closed connection does (another stream's response
     having come back meanwhile, if ``served_meanwhile``)."""
 
     def send(request: object) -> Any:
         if served_meanwhile:
-            integration._mark_served(connection)
+            served(connection)
         raise core.RemoteProtocolError("Server disconnected")
 
     return send
@@ -156,7 +161,7 @@ def test_reused_is_what_the_connection_was_when_the_request_started(
     wrapper = integration._connection_wrapper(replay.Errors(core), is_async=False, multiplexed=True)
     connection = Connection()
     if served_before:
-        integration._mark_served(connection)
+        served(connection)
     request = core.Request("GET", "http://127.0.0.1/")
     send = failing_send(core, connection, served_meanwhile=True)
     expected = core.ConnectionNotAvailable if served_before else core.RemoteProtocolError
@@ -167,7 +172,7 @@ def test_reused_is_what_the_connection_was_when_the_request_started(
 def test_only_a_pool_of_the_same_library_gets_the_request_back(core: ModuleType) -> None:
     wrapper = integration._connection_wrapper(replay.Errors(core), is_async=False, multiplexed=True)
     connection = Connection()
-    integration._mark_served(connection)
+    served(connection)
     request = core.Request("GET", "http://127.0.0.1/")
     send = failing_send(core, connection, served_meanwhile=False)
     with pytest.raises(core.RemoteProtocolError):  # no pool
@@ -212,13 +217,13 @@ def test_a_served_connection_is_remembered_once_and_forgotten_with_it() -> None:
     connection = Connection()
     before = len(integration._served)
     assert not integration._start(connection, integration.CountingStream, False).reused
-    integration._mark_served(connection)
-    integration._mark_served(connection)  # its second response
+    served(connection)
+    served(connection)  # its second response
     assert integration._start(connection, integration.CountingStream, False).reused
     assert len(integration._served) == before + 1
     del connection
     gc.collect()
     assert len(integration._served) == before
     plain = object()  # not weakly referenceable: never counts as reused, and no error
-    integration._mark_served(plain)
+    served(plain)
     assert integration._start(plain, integration.CountingStream, True) is replay.FRESH
