@@ -1,11 +1,12 @@
 """Compatibility matrix: the whole test suite across Python x httpx x wrapt x urllib3 x aiohttp.
 
-    nox -s full      the covering set below (15 sessions, ~the full product's coverage)
+    nox -s full      the covering set below (17 sessions, ~the full product's coverage)
     nox -s ci        the reduced set CI runs (through tests/matrix/test_matrix.py)
     nox -l           list the sessions; ``nox -s "full(py3.9, httpx 0.23.3, ...)"`` runs one
 
-Every httpx version meets both wrapt majors and both the oldest and the newest Python; every
-Python meets the newest httpx.  urllib3 1.26.x meets every Python and 2.x every Python from 3.10
+Every httpx version meets both wrapt majors and both the oldest and the newest Python it
+supports (httpx 0.29 needs Python >= 3.10: it runs on 3.10 and 3.13); every Python meets httpx
+0.28, the newest 3.9 gets.  urllib3 1.26.x meets every Python and 2.x every Python from 3.10
 (botocore pins urllib3 < 1.27 on 3.9); aiohttp 3.9.0 (the oldest supported: options set after
 connect; its wheels end at Python 3.12) runs on 3.9 and 3.10, 3.11 (the last before
 ``socket_factory``) and the newest on the oldest and the newest Python.  pip resolves each
@@ -88,6 +89,8 @@ FULL = _table(
     3.10    0.28.1  2      2        3.9
     3.11    0.28.1  1      1        new
     3.12    0.28.1  2      2        3.11
+    3.10    0.29.0  2      2        new
+    3.13    0.29.0  1      2        3.11
     3.9     0.25.2/1.0.0 2 1        3.9
     3.10    0.25.2/1.0.2 2 2        3.11
     """
@@ -187,7 +190,10 @@ def _suite(session: nox.Session, cell: str, wrapt: str, urllib3: str, aiohttp: s
         " if n in {d.metadata['Name'] for d in m.distributions()}))",
         silent=False,
     )
-    session.run("pytest", "-q", "-m", "not matrix", "-p", "no:cacheprovider", *session.posargs)
+    # "fleet" tests build their own environments (bundles, other Pythons, agents, the wheel):
+    # once, in the main run, is enough.
+    marks = "not matrix and not fleet"
+    session.run("pytest", "-q", "-m", marks, "-p", "no:cacheprovider", *session.posargs)
 
 
 @nox.session

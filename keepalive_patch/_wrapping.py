@@ -2,10 +2,8 @@
 
 Every integration patches the same way: it hands ``Patcher.wrap`` a class, the name of a method
 (mostly ``__init__``) and a factory that, given the original, returns a wrapt-style wrapper.
-Importing wrapt 2.x costs ~20-25 ms (its package imports ``asyncio`` and ``importlib.metadata``),
-so the class is first given a tiny arming stub; the first call imports wrapt and puts the wrapt
-wrapper in the stub's place.  A process that imports httpx without building a client never pays
-for wrapt.
+How one method goes from a stand-in to the wrapt wrapper and back to the original is explained
+above ``_Wrapped``.
 
 Rewriting an ``__init__``'s arguments is the common case: an ``InitPlan`` says what to add to
 a call's arguments by name, and ``init_wrapper`` makes the wrapper that applies it.
@@ -225,88 +223,69 @@ def class_to_patch(module: ModuleType, class_name: str, unpatched: str) -> type 
     return None
 
 
-class _Entry:
-    """One wrapped method: the original, what stands in its place now, and the wrapper."""
+# -- one wrapped method, from patch to remove ------------------------------------------------------
+#
+# Every method we wrap goes through the same three steps, all in ``_Wrapped``:
+#
+# 1. Patched: the class gets a *stand-in*, not the wrapt wrapper.  Importing wrapt 2.x costs
+#    ~20-25 ms (its package imports ``asyncio`` and ``importlib.metadata``), and a process that
+#    imports httpx without building a client should never pay for it.  The stand-in must look
+#    like the original to whoever inspects the class before its first use (instrumentation picks
+#    a sync or async wrapper by ``inspect.iscoroutinefunction``): ``functools.update_wrapper``
+#    gives it the original's name, docstring and ``__wrapped__`` (so ``inspect.signature`` shows
+#    the original's), and the stand-in of a coroutine function is itself one.
+# 2. First call: the stand-in imports wrapt, makes the ``FunctionWrapper`` and puts it in the
+#    class in its own place, so every later call goes straight through wrapt.  If someone wrapped
+#    the stand-in meanwhile (it is no longer what the class holds), it stays in their chain and
+#    keeps handing calls to the wrapt wrapper.  Without wrapt, it calls the original.
+# 3. Removed: where ours (stand-in or wrapt wrapper) is still what the class holds, the class
+#    gets the exact original back.  Where another wrapper covers ours, ours is switched off
+#    instead (``active``, which wrapt asks before every call as ``enabled``): it passes straight
+#    through, and the other wrapper survives.
 
-    __slots__ = ("active", "original", "replacement", "wrapper")
 
-    def __init__(self, original: Any, replacement: Any, wrapper: Wrapper) -> None:
+class _Wrapped:
+    """One method of one class that we wrap: its original, our wrapper, and what stands in."""
+
+    def __init__(self, cls: type, attribute: str, original: Any, wrapper: Wrapper) -> None:
+        self.cls = cls
+        self.attribute = attribute
         self.original = original
-        self.replacement = replacement
         self.wrapper = wrapper
-        #: False once removed: a wrapper someone else still holds then passes straight through.
+        #: False once removed: a wrapper of ours someone else still holds passes through.
         self.active = True
+        #: The wrapt ``FunctionWrapper``, made at the first call (step 2).
+        self.armed: Any = None
+        self.stand_in = self._make_stand_in()
+        #: What the class holds while it is ours: the stand-in, then the wrapt wrapper.
+        self.installed: Any = self.stand_in
 
     def is_active(self) -> bool:
         return self.active
 
-
-class Patcher:
-    """Wraps methods of classes, each (class, method) once, and can take them all off again."""
-
-    def __init__(self) -> None:
-        self._lock = _thread.RLock()
-        self._entries: dict[tuple[type, str], _Entry] = {}
-        _patchers.append(self)
-
-    def wrap(
-        self, cls: type, attribute: str, make_wrapper: Callable[[Any], Wrapper | None]
-    ) -> None:
-        """Arm ``cls.attribute`` with ``make_wrapper(original)``; ``None`` leaves it alone.
-
-        Only a method defined on ``cls`` itself is wrapped: subclasses inherit the wrapper.
-        """
-        with self._lock:
-            original = cls.__dict__.get(attribute)
-            if (cls, attribute) in self._entries or original is None:
-                return
-            wrapper = make_wrapper(original)
-            if wrapper is not None:
-                entry = _Entry(original, None, wrapper)
-                entry.replacement = self._arming_stub(cls, attribute, entry)
-                setattr(cls, attribute, entry.replacement)
-                self._entries[cls, attribute] = entry
-
-    def wrap_init(self, cls: type, plan_for: Callable[[Any], InitPlan | None]) -> None:
-        """Arm ``cls.__init__`` with the plan ``plan_for(original)`` makes (``None``: leave it)."""
-
-        def make_wrapper(original: Any) -> Wrapper | None:
-            plan = plan_for(original)
-            return None if plan is None else init_wrapper(plan)
-
-        self.wrap(cls, "__init__", make_wrapper)
-
-    def _arming_stub(self, cls: type, attribute: str, entry: _Entry) -> Callable[..., Any]:
-        """A stand-in that wraps ``cls.attribute`` with wrapt on first use, then defers to it.
-
-        It must look like the original to whoever inspects the class before that first use
-        (other instrumentation picks a sync or async wrapper by ``inspect.iscoroutinefunction``):
-        ``functools.update_wrapper`` copies the name, the docstring and ``__wrapped__`` (so
-        ``inspect.signature`` shows the original's), and the stand-in of a coroutine function
-        is itself one.
-        """
+    def _make_stand_in(self) -> Callable[..., Any]:
+        """Step 1: a function that looks like the original and arms on first use."""
         import functools
 
-        original = entry.original
-        armed: list[Any] = []  # the wrapt wrapper, once made
+        original = self.original
 
-        def call(self_: object, *args: Any, **kwargs: Any) -> Any:
-            if entry.active:
-                wrapper = armed[0] if armed else self._arm(cls, attribute, entry, stub, armed)
-                if wrapper is not None:
+        def stand_in(self_: object, *args: Any, **kwargs: Any) -> Any:
+            if self.active:
+                armed = self.armed if self.armed is not None else self.arm()
+                if armed is not None:
                     # Bind as attribute access on the instance would, so wrapt sees ``instance``.
-                    return wrapper.__get__(self_, type(self_))(*args, **kwargs)
+                    return armed.__get__(self_, type(self_))(*args, **kwargs)
             return original(self_, *args, **kwargs)
 
-        async def async_call(self_: object, *args: Any, **kwargs: Any) -> Any:
-            return await call(self_, *args, **kwargs)
+        async def async_stand_in(self_: object, *args: Any, **kwargs: Any) -> Any:
+            return await stand_in(self_, *args, **kwargs)
 
-        stub = async_call if _is_coroutine_function(original) else call
-        functools.update_wrapper(stub, original)
-        return stub
+        made = async_stand_in if _is_coroutine_function(original) else stand_in
+        functools.update_wrapper(made, original)
+        return made
 
-    def _arm(self, cls: type, attribute: str, entry: _Entry, stub: Any, armed: list[Any]) -> Any:
-        """Make the wrapt wrapper and put it where ``stub`` is; ``None`` if we can't."""
+    def arm(self) -> Any:
+        """Step 2: the wrapt wrapper, made once and put in the class; ``None`` without wrapt."""
         try:
             import wrapt
         except Exception:
@@ -317,54 +296,94 @@ class Patcher:
                 NO_WRAPT,
                 WARNING,
                 "keepalive-patch cannot import wrapt; %s runs unpatched",
-                cls.__qualname__,
+                self.cls.__qualname__,
                 exc_info=True,
             )
             return None
-        with self._lock:
-            if not armed and entry.active:
-                # ``enabled`` is asked before every call: False once removed, so a wrapper that
-                # someone else's chain still holds passes straight through.
-                armed.append(
-                    wrapt.FunctionWrapper(entry.original, entry.wrapper, enabled=entry.is_active)
+        with _lock:
+            if self.armed is None and self.active:
+                self.armed = wrapt.FunctionWrapper(
+                    self.original, self.wrapper, enabled=self.is_active
                 )
-                if cls.__dict__.get(attribute) is stub:
-                    setattr(cls, attribute, armed[0])
-                    entry.replacement = armed[0]
-                # Otherwise someone wrapped our stub: it stays in their chain and delegates.
-            return armed[0] if armed else None  # nothing armed: removed meanwhile
+                if self.cls.__dict__.get(self.attribute) is self.stand_in:
+                    setattr(self.cls, self.attribute, self.armed)
+                    self.installed = self.armed
+            return self.armed  # ``None``: removed meanwhile
+
+    def remove(self) -> None:
+        """Step 3: the exact original back, or ours switched off under someone else's."""
+        with _lock:
+            self.active = False
+            if self.cls.__dict__.get(self.attribute) is self.installed:
+                setattr(self.cls, self.attribute, self.original)
+                return
+        log_once(
+            f"covered:{self.cls.__module__}.{self.cls.__qualname__}.{self.attribute}",
+            WARNING,
+            "%s.%s was wrapped again after keepalive-patch; ours passes through",
+            self.cls.__qualname__,
+            self.attribute,
+        )
+
+
+#: One lock for every wrap, arm and remove: they are rare, and must not interleave.
+_lock = _thread.RLock()
+
+
+class Patcher:
+    """Wraps methods of classes, each (class, method) once, and can take them all off again."""
+
+    def __init__(self) -> None:
+        self._wrapped: dict[tuple[type, str], _Wrapped] = {}
+        _patchers.append(self)
+
+    def wrap(
+        self, cls: type, attribute: str, make_wrapper: Callable[[Any], Wrapper | None]
+    ) -> None:
+        """Put ``make_wrapper(original)`` on ``cls.attribute`` (``None`` leaves it alone).
+
+        Only a method defined on ``cls`` itself is wrapped: subclasses inherit the wrapper.
+        """
+        with _lock:
+            original = cls.__dict__.get(attribute)
+            if (cls, attribute) in self._wrapped or original is None:
+                return
+            wrapper = make_wrapper(original)
+            if wrapper is not None:
+                wrapped = _Wrapped(cls, attribute, original, wrapper)
+                setattr(cls, attribute, wrapped.stand_in)
+                self._wrapped[cls, attribute] = wrapped
+
+    def wrap_init(self, cls: type, plan_for: Callable[[Any], InitPlan | None]) -> None:
+        """Wrap ``cls.__init__`` with the plan ``plan_for(original)`` makes (``None``: leave it)."""
+
+        def make_wrapper(original: Any) -> Wrapper | None:
+            plan = plan_for(original)
+            return None if plan is None else init_wrapper(plan)
+
+        self.wrap(cls, "__init__", make_wrapper)
 
     def unwrap_all(self) -> None:
-        """Restore the exact originals; disarm ours where another wrapper covers it."""
-        with self._lock:
-            for (cls, attribute), entry in list(self._entries.items()):
-                entry.active = False
-                if cls.__dict__.get(attribute) is entry.replacement:
-                    setattr(cls, attribute, entry.original)
-                else:
-                    log_once(
-                        f"covered:{cls.__module__}.{cls.__qualname__}.{attribute}",
-                        WARNING,
-                        "%s.%s was wrapped again after keepalive-patch; ours passes through",
-                        cls.__qualname__,
-                        attribute,
-                    )
-                del self._entries[cls, attribute]
+        """Restore the exact originals; switch ours off where another wrapper covers it."""
+        with _lock:
+            wrapped, self._wrapped = list(self._wrapped.values()), {}
+        for item in wrapped:
+            item.remove()
 
     def original(self, cls: type, attribute: str = "__init__") -> Any:
         """What ``cls.attribute`` was before we wrapped it."""
-        with self._lock:
-            return self._entries[cls, attribute].original
+        with _lock:
+            return self._wrapped[cls, attribute].original
 
     def wrapped(self) -> list[tuple[type, str, Any]]:
         """(class, attribute, original) of every method wrapped now."""
-        with self._lock:
-            return [(cls, name, entry.original) for (cls, name), entry in self._entries.items()]
+        with _lock:
+            return [(w.cls, w.attribute, w.original) for w in self._wrapped.values()]
 
     def classes(self) -> list[type]:
         """The classes with at least one method wrapped now."""
-        with self._lock:
-            return list(dict.fromkeys(cls for cls, _ in self._entries))
+        with _lock:
+            return list(dict.fromkeys(cls for cls, _ in self._wrapped))
 
 
 #: Every ``Patcher`` made (one per integration module): what ``wrapped_methods`` reads.

@@ -400,7 +400,7 @@ def _connect(
     if probe.library in ("httpx", "httpx2"):
         import importlib
 
-        from keepalive_patch.integrations.httpx import takes_socket_options
+        from keepalive_patch.probes import takes_socket_options
 
         module = importlib.import_module(probe.library)
         connection.takes_socket_options = takes_socket_options(module)

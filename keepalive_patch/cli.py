@@ -1,4 +1,5 @@
-"""The ``keepalive-patch`` command: ``run``, ``path``, ``enable`` / ``disable`` and ``check``.
+"""The ``keepalive-patch`` command: ``run``, ``path``, ``enable`` / ``disable``, ``bundle``,
+``check`` and ``inspect``.
 
 Imported only when the command runs, never at interpreter start, so it may use ``argparse`` and
 friends freely.
@@ -60,6 +61,14 @@ def _main(argv: Sequence[str] | None) -> int:
         return 0
     if args.command_name in ("enable", "disable"):
         return set_enabled(args.command_name == "enable", user=args.user)
+    if args.command_name == "bundle":
+        from keepalive_patch import bundle
+
+        return bundle.run(args.directory, _listed(args.python), _listed(args.platform), args.wrapt)
+    if args.command_name == "inspect":
+        from keepalive_patch import processes
+
+        return processes.run(args.pids, as_json=args.json, proc_only=args.proc_only)
     from keepalive_patch import check
 
     if args.url is not None and not args.url.lower().startswith(("http://", "https://")):
@@ -107,6 +116,36 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("--user", action="store_true", help="use the user site-packages directory")
 
+    bundle_parser = commands.add_parser(
+        "bundle",
+        help="build one directory that patches every CPython 3.9+ (for images you do not own)",
+        description="Build DIR (new or empty) holding keepalive-patch and wrapt, with wrapt's "
+        "compiled extension for each CPython version and platform (pure Python for any "
+        "other).  Set PYTHONPATH=DIR/keepalive_patch/bootstrap in any app process; nothing "
+        "needs to be installed there.  Building fetches wrapt's wheels with pip (needs the "
+        "network); running never does.",
+    )
+    bundle_parser.add_argument("directory", metavar="DIR", help="where to build (new or empty)")
+    bundle_parser.add_argument(
+        "--python",
+        action="append",
+        metavar="X.Y",
+        help="CPython versions to carry compiled wrapt for, comma-separated or repeated "
+        "(default: 3.9,3.10,3.11,3.12,3.13)",
+    )
+    bundle_parser.add_argument(
+        "--platform",
+        action="append",
+        metavar="TAG",
+        help="wheel platform tags, comma-separated or repeated (default: manylinux_2_28 and "
+        "musllinux_1_2 for this machine's architecture)",
+    )
+    bundle_parser.add_argument(
+        "--wrapt",
+        metavar="VERSION",
+        help="wrapt release to carry (default: the one installed here)",
+    )
+
     check_parser = commands.add_parser(
         "check",
         help="show the settings and prove them on live connections",
@@ -129,9 +168,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_setting_flags(check_parser)
 
+    inspect_parser = commands.add_parser(
+        "inspect",
+        help="show the keepalive state of a running process's TCP connections (Linux)",
+        description="List each TCP connection of the running process PID with the keepalive "
+        "options set on it, read with getsockopt on a duplicate of its socket (pidfd_getfd: "
+        "root, or the same user where ptrace is allowed), or else from the keepalive timer in "
+        "/proc/PID/net/tcp.  Changes nothing in the process.  Exit status: 0 when every "
+        "established outbound connection has keepalive on; 1 when some do not; 4 when a "
+        "process cannot be read (no such process, not permitted).",
+    )
+    inspect_parser.add_argument(
+        "pids", nargs="+", type=_pid, metavar="PID", help="the process to inspect"
+    )
+    inspect_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect_parser.add_argument(
+        "--proc-only",
+        action="store_true",
+        help="never duplicate a socket: read only the timers in /proc/PID/net/tcp",
+    )
+
     for sub in commands.choices.values():
         sub.set_defaults(subparser=sub)
     return parser
+
+
+def _listed(values: list[str] | None) -> list[str] | None:
+    """``--python 3.9,3.10 --python 3.13`` -> ``["3.9", "3.10", "3.13"]``; None if not given."""
+    if not values:
+        return None
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -165,6 +231,16 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not 0 < value <= 3600:
         raise argparse.ArgumentTypeError(f"must be more than 0 and at most 3600, got {text!r}")
+    return value
+
+
+def _pid(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a process ID: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"not a process ID: {text!r}")
     return value
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, Callable, List, Optional, Protocol, Tuple  # noqa: UP035 - runtime, 3.9
 
 from keepalive_patch import sockopts
@@ -71,6 +72,14 @@ def available() -> list[Probe]:
         for probe in probes
         if probe.options_from in known_names() and _importable(probe.library)
     ]
+
+
+def takes_socket_options(module: ModuleType) -> bool:
+    """Whether an httpx-like ``module``'s transports can carry keepalive options at all
+    (httpx >= 0.25): where they cannot, ``check`` reports "retries only"."""
+    from keepalive_patch._wrapping import parameter_names
+
+    return "socket_options" in parameter_names(module.HTTPTransport.__init__)
 
 
 def _importable(name: str) -> bool:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Tuple  # noqa: UP035 - a runt
 
 from keepalive_patch import config
 from keepalive_patch._log import WARNING, log_once
+from keepalive_patch._wrapping import CallerError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -139,6 +140,22 @@ def _compute() -> InForce:
         return state
 
 
+def read_once(given: Any) -> list[Any] | tuple[Any, ...] | None:
+    """The caller's ``socket_options`` as a sequence we may read as often as we like.
+
+    A list or tuple (or ``None``) is returned as it is; anything else (a generator) is read here,
+    once, and what reading it raises is the caller's own error: it is raised as
+    ``CallerError``, which the wrappers hand to the caller as without the shim, since the
+    generator is spent and calling the original again could not reproduce it.
+    """
+    if given is None or isinstance(given, (list, tuple)):
+        return given
+    try:
+        return list(given)
+    except Exception as exc:
+        raise CallerError(exc) from exc
+
+
 def merge(
     given: Iterable[Any] | None, ours: Sequence[SocketOption], sock: ModuleType = socket
 ) -> list[Any]:
@@ -149,7 +166,9 @@ def merge(
     - nothing given → ours;
     - ``SO_KEEPALIVE`` set to 0 → theirs alone: they switched keepalive off;
     - any timing option set (``TCP_KEEPIDLE``, macOS ``TCP_KEEPALIVE``, ``TCP_KEEPINTVL``,
-      ``TCP_KEEPCNT``) → theirs, plus none of our keepalive options but ``TCP_USER_TIMEOUT``;
+      ``TCP_KEEPCNT``) → theirs, plus none of our timings: only ``SO_KEEPALIVE=1`` if they
+      left it out (timings do nothing while keepalive is off: they asked for keepalive), and
+      ``TCP_USER_TIMEOUT``;
     - otherwise (no keepalive option, or only ``SO_KEEPALIVE=1``) → theirs plus ours.
 
     ``TCP_USER_TIMEOUT`` (opt-in) is added unless they set it or switched keepalive off.  Options
@@ -169,10 +188,11 @@ def merge(
     tcp = getattr(sock, "IPPROTO_TCP", 6)
     timing = {(tcp, getattr(sock, name)) for name in TIMING_NAMES if hasattr(sock, name)}
     theirs_timed = not timing.isdisjoint(set_by_them)
-    user_timeout = (tcp, getattr(sock, "TCP_USER_TIMEOUT", None))
+    # With their timings, ours adds only what switches keepalive on and the user timeout.
+    also_timed = {keepalive_key, (tcp, getattr(sock, "TCP_USER_TIMEOUT", None))}
     for option in ours:
         key = (option[0], option[1])
-        if key in set_by_them or (theirs_timed and key != user_timeout):
+        if key in set_by_them or (theirs_timed and key not in also_timed):
             continue
         theirs.append(option)
     return theirs

@@ -9,9 +9,11 @@ import os
 import ssl
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 
 import pytest
+from support import bundles
 from support.libs import LIBRARIES, MODES, require_socket_options, takes_socket_options, version_of
 from support.others import VERSIONS, app_venv, other_python
 from support.proxies import make_server_tls
@@ -115,3 +117,13 @@ def app_python(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     if python is None:
         pytest.skip(f"no separate Python {request.param} here (pyenv)")
     return str(app_venv(python, tmp_path_factory.mktemp(f"app{request.param}")))
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fleet bundle, built once by ``keepalive-patch bundle DIR`` (fetches wrapt's wheels)."""
+    target = tmp_path_factory.mktemp("bundle") / "keepalive-patch"
+    result = bundles.build(target)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not list(target.rglob("__pycache__")), "a bundle ships no bytecode"
+    return target

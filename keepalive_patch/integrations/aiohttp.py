@@ -28,6 +28,8 @@ from keepalive_patch import sockopts
 from keepalive_patch._log import INFO, WARNING, log_once
 from keepalive_patch._wrapping import InitPlan, Patcher, Wrapper, class_to_patch, parameter_names
 
+__all__ = ["patch", "unpatch", "wrapped"]  # the contract: integrations/__init__.py
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Sequence
     from types import ModuleType
@@ -131,7 +133,7 @@ def _connect_wrapper(original: Any) -> Wrapper:
     return keepalive_connect
 
 
-def takes_socket_factory(connector_class: type) -> bool:
+def _takes_socket_factory(connector_class: type) -> bool:
     """Whether this aiohttp's ``TCPConnector`` takes ``socket_factory`` (aiohttp >= 3.12)."""
     init = connector_class.__dict__.get("__init__")
     return init is not None and "socket_factory" in parameter_names(init)
@@ -143,7 +145,7 @@ def patch(module: ModuleType) -> None:
     if cls is None:
         return
     connect = cls.__dict__.get(CONNECT_METHOD)
-    if takes_socket_factory(cls):
+    if _takes_socket_factory(cls):
         _patcher.wrap_init(cls, functools.partial(_ConnectorPlan, label="aiohttp.TCPConnector"))
     elif connect is not None and inspect.iscoroutinefunction(inspect.unwrap(connect)):
         _patcher.wrap(cls, CONNECT_METHOD, _connect_wrapper)
@@ -165,16 +167,6 @@ def unpatch() -> None:
     _patcher.unwrap_all()
 
 
-def hooked_attribute(connector_class: type) -> str:
-    """Which attribute of ``TCPConnector`` the shim wraps in this aiohttp."""
-    return "__init__" if takes_socket_factory(connector_class) else CONNECT_METHOD
-
-
-def original(connector_class: type) -> Any:
-    """What the hooked attribute of ``TCPConnector`` was before us."""
-    return _patcher.original(connector_class, hooked_attribute(connector_class))
-
-
-def patched_classes() -> list[type]:
-    """The connector classes currently patched."""
-    return _patcher.classes()
+def wrapped() -> list[tuple[type, str, Any]]:
+    """(class, attribute, original) of every method this integration wraps now."""
+    return _patcher.wrapped()

@@ -6,7 +6,7 @@ without them, and ``SOCKSProxy`` takes neither; httpx hands ``SOCKSProxy`` neith
 caller gave none we give it one that wraps the library's own default backend: it merges the
 options into each ``connect_tcp`` and retries a failed connect the way httpcore's
 ``HTTPConnection`` does.  The options come from the httpx transport being built on this thread
-(``integrations.httpx.building()``, the other end of the hand-off described there), else from
+(``_handoff.building()``, what the transport hands over), else from
 the pool's own arguments, so explicit caller values and the "uds means no socket options" rule
 are exactly those of the transport.
 
@@ -30,17 +30,17 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from keepalive_patch import config, replay, sockopts
+from keepalive_patch import _handoff, config, replay, sockopts
 from keepalive_patch._log import INFO, WARNING, log_once, logger
 from keepalive_patch._wrapping import (
-    CallerError,
     InitPlan,
     Patcher,
     class_to_patch,
     fixed,
     parameter_names,
 )
-from keepalive_patch.integrations.httpx import building
+
+__all__ = ["patch", "unpatch", "wrapped"]  # the contract: integrations/__init__.py
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -169,17 +169,12 @@ class _ProxyPlan(InitPlan):
         """Give the pool our backend, unless the caller gave one (theirs to configure)."""
         if arguments.get("network_backend") is not None:
             return False
-        transport = building()
+        transport = _handoff.building()
         source = arguments if transport is None else transport
-        options = source.get("socket_options")
-        if options is not None and not isinstance(options, (list, tuple)):
-            try:
-                materialized = list(options)  # an iterator: read it once, hand the copy on
-            except Exception as exc:
-                raise CallerError(exc) from exc
-            if arguments.get("socket_options") is options:
-                arguments["socket_options"] = materialized
-            options = materialized
+        given = source.get("socket_options")
+        options = sockopts.read_once(given)  # an iterator: read once, the copy handed on
+        if options is not given and arguments.get("socket_options") is given:
+            arguments["socket_options"] = options
         options = list(options or [])
         retries = source.get("retries")
         retries = retries if isinstance(retries, int) and retries > 0 else 0
@@ -273,9 +268,10 @@ def unpatch() -> None:
     _patcher.unwrap_all()
 
 
-def patched_classes() -> list[type]:
-    """The classes patched now: proxy pools, and for replay the connections and pools."""
-    return _patcher.classes()
+def wrapped() -> list[tuple[type, str, Any]]:
+    """(class, attribute, original) of every method this integration wraps now: the proxy
+    pools' ``__init__``, and for replay the connections' and pools' send."""
+    return _patcher.wrapped()
 
 
 # --- Replay: the connections' send, and the pools' ------------------------------------------

@@ -8,14 +8,14 @@ none (``retries``) or by the keepalive policy (``socket_options``, see ``sockopt
 
 from __future__ import annotations
 
-import _thread
 import functools
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
-from keepalive_patch import _wrapping, config, sockopts
+from keepalive_patch import _handoff, config, sockopts
 from keepalive_patch._log import INFO, WARNING, log_once
-from keepalive_patch._wrapping import Call, CallerError, InitPlan, Patcher, class_to_patch
+from keepalive_patch._wrapping import Call, InitPlan, Patcher, class_to_patch
+
+__all__ = ["patch", "unpatch", "wrapped"]  # the contract: integrations/__init__.py
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -25,21 +25,6 @@ TRANSPORT_CLASSES = ("HTTPTransport", "AsyncHTTPTransport")
 DECIDING = frozenset({"retries", "socket_options", "uds", "proxy"})
 
 _patcher = Patcher()
-
-# The hand-off to the proxy pools (``integrations/httpcore.py``).  httpx builds a transport's
-# proxy pool inside ``HTTPTransport.__init__``, and hands ``SOCKSProxy`` neither
-# ``socket_options`` nor ``retries`` and ``HTTPProxy`` no ``retries``; so while a transport's
-# ``__init__`` runs, its final arguments (ours included) sit in this thread-local for the pool
-# being built on the same thread to read.  The simplest correct design: the pool is built
-# synchronously in the constructor, nested calls restore the outer value, and nothing of it
-# outlives the constructor.
-_building = _thread._local()
-
-
-def building() -> Mapping[str, Any] | None:
-    """The arguments (ours included) of the transport being built on this thread, if any."""
-    arguments: Mapping[str, Any] | None = getattr(_building, "arguments", None)
-    return arguments
 
 
 class _TransportPlan(InitPlan):
@@ -64,20 +49,19 @@ class _TransportPlan(InitPlan):
             )
 
     def fast(self, kwargs: dict[str, Any]) -> dict[str, Any] | None:
-        """A call naming none of ``DECIDING`` gets exactly what ``adjust`` would add to it,
-        computed once per settings generation (one shared tuple of options: nobody mutates it).
-        """
+        """A call naming none of ``DECIDING`` gets exactly what ``adjust`` adds to a call that
+        names none of them, worked out once per settings generation (the options as one shared
+        tuple: nobody mutates it)."""
         if not kwargs.keys() <= self._plain:
             return None
         ours = self._ours
         if ours is None or ours[0] != config.generation():
-            state = sockopts.in_force()
+            generation, state = config.generation(), sockopts.in_force()
             extra: dict[str, Any] = {}
-            if state.settings.retries and self.takes_retries:
-                extra["retries"] = state.settings.retries
-            if self.takes_options and state.options:
-                extra["socket_options"] = tuple(state.options)
-            ours = (config.generation(), extra)
+            self.adjust(extra)
+            if "socket_options" in extra:
+                extra["socket_options"] = tuple(extra["socket_options"])
+            ours = (generation, extra)
             if state.probed:  # else probe again next time, as ``in_force`` does
                 self._ours = ours
         return {**kwargs, **ours[1]}
@@ -93,31 +77,19 @@ class _TransportPlan(InitPlan):
             if given is None:
                 arguments["socket_options"] = list(state.options)
             else:
-                arguments["socket_options"] = _merge_callers(given, state)
+                arguments["socket_options"] = sockopts.merge(
+                    sockopts.read_once(given), state.options
+                )
         return True
 
     def call(self, wrapped: Callable[..., None], call: Call) -> None:
-        """Build the transport; one with a proxy pool sees our arguments (the hand-off above)."""
+        """Build the transport; its proxy pool, if any, sees our arguments (``_handoff``)."""
         args, kwargs, arguments = call
         if arguments.get("proxy") is None:
             wrapped(*args, **kwargs)
             return
-        previous = getattr(_building, "arguments", None)
-        _building.arguments = arguments
-        try:
+        with _handoff.handing_over(arguments):
             wrapped(*args, **kwargs)
-        finally:
-            _building.arguments = previous
-
-
-def _merge_callers(given: Any, state: sockopts.InForce) -> list[Any]:
-    """``sockopts.merge``; an error reading the caller's own options (a generator) is theirs."""
-    if given is not None and not isinstance(given, (list, tuple)):
-        try:
-            given = list(given)
-        except Exception as exc:
-            raise CallerError(exc) from exc
-    return sockopts.merge(given, state.options)
 
 
 def patch(module: ModuleType) -> None:
@@ -136,16 +108,6 @@ def unpatch() -> None:
     _patcher.unwrap_all()
 
 
-def takes_socket_options(module: ModuleType) -> bool:
-    """Whether ``module``'s transports can carry keepalive options at all (httpx >= 0.25)."""
-    return "socket_options" in _wrapping.parameter_names(module.HTTPTransport.__init__)
-
-
-def original_init(cls: type) -> Any:
-    """The ``__init__`` a patched transport class had before us."""
-    return _patcher.original(cls)
-
-
-def patched_classes() -> list[type]:
-    """The transport classes currently patched."""
-    return _patcher.classes()
+def wrapped() -> list[tuple[type, str, Any]]:
+    """(class, attribute, original) of every method this integration wraps now."""
+    return _patcher.wrapped()

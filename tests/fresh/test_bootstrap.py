@@ -5,13 +5,13 @@ reads the options back from live loopback connections.
 """
 
 import glob
-import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.others import run_fleet_app
 from support.procs import (
     DEPENDENCIES,
     PYTHON,
@@ -183,12 +183,11 @@ def another_environment(root: Path) -> Path:
 
 def fleet_app(python: str, hook_dir: "str | Path") -> "tuple[dict[str, Any], str]":
     """``scripts/fleet_app.py`` run by ``python`` with ``PYTHONPATH=hook_dir``: report, log."""
-    command = [python, str(SCRIPTS / "fleet_app.py"), "--log"]
-    result = run_python(command, clean_env(PYTHONPATH=str(hook_dir)), cwd="/")
-    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    report, result = run_fleet_app([python], clean_env(PYTHONPATH=str(hook_dir)))
     return report, result.stderr
 
 
+@pytest.mark.fleet
 def test_another_interpreter_borrows_the_package_and_wrapt(app_python: str, tmp_path: Path) -> None:
     """A different Python inheriting PYTHONPATH, with no wrapt of its own, is patched: live
     sockets carry the options, retries are set, the server counts the replay."""
@@ -206,6 +205,7 @@ def test_another_interpreter_borrows_the_package_and_wrapt(app_python: str, tmp_
     assert "applied to httpx" in log
 
 
+@pytest.mark.fleet
 def test_another_interpreter_without_wrapt_is_not_applied(app_python: str) -> None:
     """Borrowing the package where no wrapt can be found: nothing is patched, and nothing says
     otherwise (``is_applied()``, the log once, no "applied to" line)."""
@@ -219,6 +219,7 @@ def test_another_interpreter_without_wrapt_is_not_applied(app_python: str) -> No
     assert "applied to" not in log
 
 
+@pytest.mark.fleet
 def test_check_says_why_nothing_is_applied_without_wrapt(app_python: str) -> None:
     command = [app_python, "-m", "keepalive_patch", "check"]
     result = run_python(command, clean_env(PYTHONPATH=BOOTSTRAP), cwd="/", check=False)

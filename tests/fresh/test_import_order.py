@@ -27,7 +27,7 @@ import importlib.util
 import json
 
 import pytest
-from support.libs import LIBRARIES
+from support.libs import LIBRARIES, has_socket_factory
 from support.procs import assert_patched, assert_unpatched, run_script
 
 from keepalive_patch import WATCHED
@@ -107,8 +107,6 @@ def test_clients_built_before_the_import_keep_their_sockets_as_they_were() -> No
     if "requests" in report["before"]:
         expected["requests"] = 1
     if "aiohttp" in report["before"]:
-        from keepalive_patch.integrations.aiohttp import takes_socket_factory
-
         aiohttp = importlib.import_module("aiohttp")
-        expected["aiohttp"] = 0 if takes_socket_factory(aiohttp.TCPConnector) else 1
+        expected["aiohttp"] = 0 if has_socket_factory(aiohttp.TCPConnector) else 1
     assert report["before"] == expected

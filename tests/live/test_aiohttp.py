@@ -13,12 +13,8 @@ import asyncio
 import errno
 import inspect
 import logging
-import os
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,6 +33,12 @@ from support.faults import (  # noqa: E402
     warnings_from_patching_twice,
     with_and_without_shim,
 )
+from support.libs import (  # noqa: E402
+    has_socket_factory,
+    original_of,
+    wrapped_classes,
+)
+from support.procs import run_script  # noqa: E402
 from support.proxies import (  # noqa: E402
     HTTPProxyServer,
     LoopbackServer,
@@ -52,7 +54,7 @@ TCP = socket.IPPROTO_TCP
 
 pytestmark = pytest.mark.usefixtures("no_proxy_env")
 VERSION = tuple(int(part) for part in aiohttp.__version__.split(".")[:2])
-HAS_SOCKET_FACTORY = integration.takes_socket_factory(aiohttp.TCPConnector)
+HAS_SOCKET_FACTORY = has_socket_factory(aiohttp.TCPConnector)
 needs_socket_factory = pytest.mark.skipif(
     not HAS_SOCKET_FACTORY,
     reason=f"aiohttp {aiohttp.__version__} has no TCPConnector(socket_factory=) (added in 3.12)",
@@ -156,7 +158,7 @@ def test_subclasses_are_patched(origin: HeldOrigin) -> None:
 
     assert get_with(origin, Plain).options == expected()
     assert get_with(origin, lambda: OwnInit(note="mine")).options == expected()
-    assert integration.patched_classes() == [aiohttp.TCPConnector], "subclasses inherit it"
+    assert wrapped_classes(integration) == [aiohttp.TCPConnector], "subclasses inherit it"
 
 
 # -- through an HTTP proxy -------------------------------------------------------------------
@@ -409,13 +411,15 @@ def test_unix_connector_is_left_alone(uds_path: str) -> None:
         assert not hasattr(vars(aiohttp.UnixConnector)[name], "__wrapped__"), name
     assert not issubclass(aiohttp.UnixConnector, aiohttp.TCPConnector)
     assert not issubclass(aiohttp.NamedPipeConnector, aiohttp.TCPConnector)
-    assert aiohttp.UnixConnector not in integration.patched_classes()
+    assert aiohttp.UnixConnector not in wrapped_classes(integration)
 
 
 def test_remove_restores_the_exact_original(origin: HeldOrigin) -> None:
-    attribute = integration.hooked_attribute(aiohttp.TCPConnector)
-    assert attribute == ("__init__" if HAS_SOCKET_FACTORY else "_wrap_create_connection")
-    original = integration.original(aiohttp.TCPConnector)
+    attribute = "__init__" if HAS_SOCKET_FACTORY else "_wrap_create_connection"
+    assert [(cls, name) for cls, name, _ in integration.wrapped()] == [
+        (aiohttp.TCPConnector, attribute)
+    ]
+    original = original_of(integration, aiohttp.TCPConnector, attribute)
     keepalive_patch.remove()
     assert aiohttp.TCPConnector.__dict__[attribute] is original
     assert inspect.isfunction(original)
@@ -522,18 +526,7 @@ def test_sdk_default_aiohttp_client_gets_keepalive(sdk: str, origin: HeldOrigin)
 def test_fresh_interpreter_patches_aiohttp_lazily() -> None:
     """``import keepalive_patch`` loads neither aiohttp nor this integration; importing aiohttp
     patches it without wrapt, which waits for the first connector (or connect) to use it."""
-    code = (
-        "import sys, asyncio, keepalive_patch\n"
-        "ours = 'keepalive_patch.integrations.aiohttp'\n"
-        "assert not {'aiohttp', ours, 'wrapt'} & set(sys.modules), sys.modules.keys()\n"
-        "import aiohttp\n"
-        "assert ours in sys.modules and 'wrapt' not in sys.modules\n"
-        "from keepalive_patch.integrations.aiohttp import patched_classes\n"
-        "assert patched_classes() == [aiohttp.TCPConnector], patched_classes()\n"
-    )
-    root = Path(__file__).resolve().parents[2]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEPALIVE_PATCH_")}
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=root, timeout=120, env=env)
+    run_script("aiohttp_lazy.py")
 
 
 @needs_socket_factory
@@ -572,5 +565,5 @@ def test_unknown_connector_layout_is_logged_once_and_left_alone(
         "TCPConnector._wrap_create_connection; its connections get no keepalive options"
     ]
     assert TCPConnector.__dict__["__init__"] is init
-    assert TCPConnector not in integration.patched_classes()
+    assert TCPConnector not in wrapped_classes(integration)
     assert TCPConnector(limit=3).limit == 3

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import pytest
 from support.faults import warnings_from_patching_twice
+from support.libs import wrapped_classes
 from support.proxies import (
     HTTPProxyServer,
     LoopbackServer,
@@ -243,7 +244,7 @@ def test_remove_restores_proxy_classes(lib: ModuleType, route: Any) -> None:
             assert_no_keepalive(proxy_socket(client.get(origin.url), proxy))
     finally:
         keepalive_patch.apply()
-    assert set(proxies.PROXY_CLASSES) <= {cls.__name__ for cls in proxies.patched_classes()}
+    assert set(proxies.PROXY_CLASSES) <= {cls.__name__ for cls in wrapped_classes(proxies)}
 
 
 # -- httpcore used directly ------------------------------------------------------------------
@@ -439,4 +440,4 @@ def test_pool_without_network_backend_is_logged_once_and_left_alone(
     messages = warnings_from_patching_twice(proxies.patch, module, "fakecore_noarg", caplog)
     assert len(messages) == len(proxies.PROXY_CLASSES)
     assert all("takes no network_backend" in m for m in messages)
-    assert not any(cls.__module__ == "fakecore_noarg" for cls in proxies.patched_classes())
+    assert not any(cls.__module__ == "fakecore_noarg" for cls in wrapped_classes(proxies))

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from support.faults import break_sockopts, offer_extra_option, raised, with_and_without_shim
-from support.libs import takes_socket_options
+from support.libs import original_of, takes_socket_options
 from support.sockets import expected, fetch, kernel_defaults, live_socket, read_options
 
 import keepalive_patch
@@ -70,10 +70,14 @@ def theirs(**changes: int) -> dict[str, int]:
 def test_caller_keyword_options_win(
     keepalive_lib: types.ModuleType, mode: str, http_url: str
 ) -> None:
-    """A caller's own timing is their keepalive policy: nothing of ours is mixed in."""
+    """A caller's own timing is their keepalive policy: none of our timings is mixed in, and
+    keepalive is switched on (a timing alone does nothing: they asked for keepalive)."""
     mine = [(TCP, socket.TCP_KEEPIDLE, 77), (TCP, socket.TCP_NODELAY, 1)]
     [options] = fetch(keepalive_lib, mode, http_url, transport_kwargs={"socket_options": mine})
-    assert options == theirs(TCP_KEEPIDLE=77)
+    assert options == theirs(SO_KEEPALIVE=1, TCP_KEEPIDLE=77)
+    mine = [(TCP, socket.TCP_KEEPIDLE, 77), (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 0)]
+    [options] = fetch(keepalive_lib, mode, http_url, transport_kwargs={"socket_options": mine})
+    assert options == theirs(TCP_KEEPIDLE=77), "switched off: nothing of ours at all"
 
 
 def test_caller_tuple_options_win(keepalive_lib: types.ModuleType, http_url: str) -> None:
@@ -106,7 +110,7 @@ def test_user_timeout_opt_in_is_added_unless_caller_set_it_or_switched_off(
     keepalive_patch.apply(user_timeout=12_000)
     timed = [(TCP, socket.TCP_KEEPIDLE, 77)]
     [options] = fetch(keepalive_lib, "sync", http_url, transport_kwargs={"socket_options": timed})
-    assert options == theirs(TCP_KEEPIDLE=77, TCP_USER_TIMEOUT=12_000)
+    assert options == theirs(SO_KEEPALIVE=1, TCP_KEEPIDLE=77, TCP_USER_TIMEOUT=12_000)
     own = [(TCP, socket.TCP_USER_TIMEOUT, 5_000)]
     [options] = fetch(keepalive_lib, "sync", http_url, transport_kwargs={"socket_options": own})
     assert options == expected(TCP_USER_TIMEOUT=5_000)
@@ -128,7 +132,7 @@ def test_generator_options_are_materialized_once(
         transport_kwargs={"socket_options": mine, "limits": limits},
         requests=2,
     )
-    assert results == [theirs(TCP_KEEPCNT=9)] * 2
+    assert results == [theirs(SO_KEEPALIVE=1, TCP_KEEPCNT=9)] * 2
 
 
 #: httpx 0.28's (and httpx2's) positional order; 0.27 and older put ``trust_env`` after ``limits``.
@@ -145,7 +149,7 @@ def version_tuple(lib: types.ModuleType) -> tuple[int, ...]:
 def positional_call(lib: types.ModuleType, **given: Any) -> list[Any]:
     """Arguments for ``lib.HTTPTransport`` given positionally, in the INSTALLED signature's order,
     up to the last of ``given`` the signature has; the defaults fill the places before it."""
-    parameters = list(inspect.signature(patch.original_init(lib.HTTPTransport)).parameters.values())
+    parameters = list(inspect.signature(original_of(patch, lib.HTTPTransport)).parameters.values())
     parameters = parameters[1:]  # self
     names = [p.name for p in parameters]
     last = max(names.index(name) for name in given if name in names)
@@ -156,7 +160,7 @@ def positional_call(lib: types.ModuleType, **given: Any) -> list[Any]:
 
 def test_installed_positional_order(lib: types.ModuleType) -> None:
     """The order the positional tests below rely on is the one the wrapper binds against."""
-    names = list(inspect.signature(patch.original_init(lib.HTTPTransport)).parameters)[1:]
+    names = list(inspect.signature(original_of(patch, lib.HTTPTransport)).parameters)[1:]
     if lib.__name__ == "httpx2" or version_tuple(lib) >= (0, 28):
         assert names[: len(ORDER_028)] == ORDER_028
     else:
@@ -171,7 +175,7 @@ def test_caller_positional_options_and_retries_win(lib: types.ModuleType, http_u
     [options] = fetch(lib, "sync", http_url, transport_args=tuple(positional))
     if takes_socket_options(lib):
         assert positional[-1] is mine  # socket_options itself was passed positionally
-        assert options == theirs(TCP_KEEPINTVL=5)
+        assert options == theirs(SO_KEEPALIVE=1, TCP_KEEPINTVL=5)
     else:
         assert options == kernel_defaults()
 
@@ -284,7 +288,7 @@ def test_internal_failure_falls_back_to_original(
 
 def test_remove_restores_exact_originals(lib: types.ModuleType, http_url: str) -> None:
     originals = {
-        cls: patch.original_init(cls) for cls in (lib.HTTPTransport, lib.AsyncHTTPTransport)
+        cls: original_of(patch, cls) for cls in (lib.HTTPTransport, lib.AsyncHTTPTransport)
     }
     keepalive_patch.remove()
     assert not keepalive_patch.is_applied()
@@ -470,7 +474,9 @@ def test_binds_against_027_signature_positionally() -> None:
     t = module.HTTPTransport(True, None, True, False, None, False, None, None, None, 2, mine)
     assert t.received["trust_env"] is False
     assert t.received["retries"] == 2
-    assert t.received["socket_options"] == mine, "their own timing: their keepalive policy"
+    assert t.received["socket_options"] == [*mine, (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)], (
+        "their own timing: their keepalive policy, switched on"
+    )
     # positional up to trust_env only: retries and options are added
     t = module.AsyncHTTPTransport(True, None, True, False, None, False)
     assert t.received["trust_env"] is False
@@ -515,4 +521,4 @@ def test_merge_keepalive_is_one_policy() -> None:
     own_timeout = (TCP, socket.TCP_USER_TIMEOUT, 1)
     assert merge([own_timeout], OURS) == [own_timeout, *OURS[:-1]]
     four = (TCP, socket.TCP_KEEPIDLE, None, 4)  # httpcore also takes (level, optname, None, len)
-    assert merge([four], OURS) == [four, OURS[-1]]
+    assert merge([four], OURS) == [four, OURS[0], OURS[-1]]

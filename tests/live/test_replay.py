@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import pytest
 from support.dying_servers import DyingH2Server, DyingServer, Seen
+from support.libs import original_of
 from support.proxies import HTTPProxyServer, LoopbackServer, Socks5ProxyServer
 
 import keepalive_patch
@@ -30,8 +31,6 @@ CORES = {"httpx": "httpcore", "httpx2": "httpcore2"}
 STREAMED = "streamed"
 #: What the unpatched library raises when a reused connection dies, by how it died.
 ERRORS = {"fin": "RemoteProtocolError", "rst": "ReadError"}
-#: The classes whose send the integration wraps for replay (connections and pools).
-REPLAY_CLASSES = {name for name, _ in integration.CONNECTIONS + integration.POOLS}
 
 pytestmark = pytest.mark.usefixtures("clean_environment")
 
@@ -143,11 +142,11 @@ def unpatched(function: Any) -> Any:
 
 
 def replay_wrapped(core: ModuleType | None = None) -> list[type]:
-    """The classes (of ``core``, or of any library) wrapped for replay now."""
+    """The classes (of ``core``, or of any library) whose send is wrapped for replay now."""
     return [
         cls
-        for cls in integration.patched_classes()
-        if cls.__name__ in REPLAY_CLASSES
+        for cls, attribute, _ in integration.wrapped()
+        if attribute != "__init__"
         and (core is None or cls.__module__.split(".")[0] == core.__name__)
     ]
 
@@ -378,7 +377,7 @@ def test_remove_restores_the_original_methods(lib: ModuleType) -> None:
         (core.ConnectionPool, "handle_request"),
         (core.AsyncConnectionPool, "handle_async_request"),
     ]
-    originals = [integration._patcher.original(cls, name) for cls, name in wrapped]
+    originals = [original_of(integration, cls, name) for cls, name in wrapped]
     keepalive_patch.remove()
     try:
         assert [cls.__dict__[name] for cls, name in wrapped] == originals

@@ -20,6 +20,7 @@ import pytest
 from support.client_sockets import options_of
 from support.connects import Watcher, full_backlog, watch_connects
 from support.faults import break_sockopts, raised, with_and_without_shim
+from support.libs import original_of
 from support.origins import CLOSE, OK, SILENT, CountingOrigin, response
 from support.proxies import (
     HTTPProxyServer,
@@ -360,7 +361,7 @@ def test_internal_failure_builds_requests_default(
 
 
 def test_remove_restores_the_exact_original() -> None:
-    original = integration.original_init(HTTPAdapter)
+    original = original_of(integration, HTTPAdapter)
     keepalive_patch.remove()
     assert HTTPAdapter.__dict__["__init__"] is original
     assert repr(HTTPAdapter().max_retries) == REQUESTS_DEFAULT

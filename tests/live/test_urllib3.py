@@ -11,16 +11,15 @@ import inspect
 import logging
 import socket
 import ssl
-import types
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 from support.client_sockets import nodelay_of, options_of
 from support.faults import break_sockopts, offer_extra_option
+from support.libs import original_of, wrapped_classes
 from support.origins import CountingOrigin
-from support.procs import PYTHON, clean_env, run_python
+from support.procs import run_script
 from support.proxies import HTTPProxyServer, OriginServer, Socks5ProxyServer
 from support.sockets import expected, kernel_defaults
 
@@ -167,6 +166,16 @@ CALLER_CASES = {
         theirs(SO_KEEPALIVE=1, TCP_KEEPIDLE=77),
         0,
     ),
+    "own timing alone": (  # a timing does nothing with keepalive off: they asked for it on
+        {"socket_options": [(TCP, socket.TCP_KEEPIDLE, 77)]},
+        theirs(SO_KEEPALIVE=1, TCP_KEEPIDLE=77),
+        0,
+    ),
+    "own timing, keepalive off": (
+        {"socket_options": [(TCP, socket.TCP_KEEPIDLE, 77), KEEPALIVE_OFF]},
+        theirs(TCP_KEEPIDLE=77),
+        0,
+    ),
 }
 
 
@@ -226,22 +235,66 @@ def test_user_timeout_is_added_unless_the_caller_set_it(origin: CountingOrigin) 
 
 
 def test_generator_options_are_read_once(origin: CountingOrigin) -> None:
-    """A caller's generator: read once, when the connection is made, and what it gave kept."""
+    """A caller's generator: read once, when the connection first connects (where urllib3 reads
+    it), left in the attribute as given, and what it gave kept for a reconnect."""
     reads = []
 
     def mine() -> Iterator[tuple[int, int, int]]:
         reads.append(1)
         yield NODELAY
 
-    connection = urllib3.connection.HTTPConnection(origin.host, origin.port, socket_options=mine())
+    given = mine()
+    connection = urllib3.connection.HTTPConnection(origin.host, origin.port, socket_options=given)
     try:
-        assert connection.socket_options[0] == NODELAY
-        assert len(reads) == 1
+        assert connection.socket_options is given
+        assert reads == []
         assert body_of(connection) == b"ok"
         assert options_of(origin.peers[-1]) == expected()
         assert nodelay_of(origin.peers[-1]) == 1
+        assert connection.socket_options is given
+        connection.close()
+        assert body_of(connection) == b"ok"  # a reconnect: the same options, nothing read again
+        assert len(origin.peers) == 2
+        assert options_of(origin.peers[-1]) == expected()
+        assert nodelay_of(origin.peers[-1]) == 1
+        assert len(reads) == 1
     finally:
         connection.close()
+
+
+def test_generator_switching_keepalive_off_holds_on_reconnect(origin: CountingOrigin) -> None:
+    connection = urllib3.connection.HTTPConnection(
+        origin.host, origin.port, socket_options=iter([KEEPALIVE_OFF])
+    )
+    try:
+        for connections in (1, 2):
+            assert body_of(connection) == b"ok"
+            assert len(origin.peers) == connections
+            assert options_of(origin.peers[-1]) == theirs()
+            connection.close()
+    finally:
+        connection.close()
+
+
+def test_pool_manager_reads_an_iterator_itself(origin: CountingOrigin) -> None:
+    """``PoolManager`` reads ``socket_options`` to key its pools before any connection exists:
+    its connections get an exhausted iterator, so no option of the caller's -- unpatched none at
+    all, patched ours (README says "read once" for ``HTTPConnectionPool`` / ``HTTPConnection``
+    only)."""
+    for patched in (True, False):
+        if not patched:
+            keepalive_patch.remove()
+        with urllib3.PoolManager(socket_options=iter([KEEPALIVE_OFF, NODELAY])) as manager:
+            get(manager, origin.url)
+            assert options_of(origin.peers[-1]) == (expected() if patched else theirs())
+            assert nodelay_of(origin.peers[-1]) == 0
+    with urllib3.HTTPConnectionPool(
+        origin.host, origin.port, socket_options=iter([KEEPALIVE_OFF, NODELAY])
+    ) as pool:  # a pool hands the iterator to its connection: the caller's options are set
+        keepalive_patch.apply()
+        get(pool, "/")
+        assert options_of(origin.peers[-1]) == theirs()
+        assert nodelay_of(origin.peers[-1]) == 1
 
 
 def test_generator_error_reaches_the_caller(origin: CountingOrigin) -> None:
@@ -262,6 +315,27 @@ def test_generator_error_reaches_the_caller(origin: CountingOrigin) -> None:
         attempt()
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_generator_error_reaches_the_caller_from_connect(origin: CountingOrigin) -> None:
+    """Given to a connection, the generator is read at the first connect, patched or not
+    (unpatched, urllib3 leaves the socket it made for it unclosed: the warning filtered)."""
+
+    def broken() -> Iterator[tuple[int, int, int]]:
+        raise LookupError("the caller's own")
+        yield NODELAY  # pragma: no cover
+
+    for patched in (True, False):
+        if not patched:
+            keepalive_patch.remove()
+        connection = urllib3.connection.HTTPConnection(
+            origin.host, origin.port, socket_options=broken()
+        )
+        with pytest.raises(LookupError, match="the caller's own"):
+            connection.connect()
+        connection.close()
+    assert origin.peers == []
+
+
 def test_options_assigned_after_construction_are_theirs(origin: CountingOrigin) -> None:
     connection = urllib3.connection.HTTPConnection(origin.host, origin.port)
     connection.socket_options = [KEEPALIVE_OFF]
@@ -270,6 +344,74 @@ def test_options_assigned_after_construction_are_theirs(origin: CountingOrigin) 
         assert options_of(origin.peers[-1]) == theirs()
     finally:
         connection.close()
+
+
+# -- what a caller reads back ---------------------------------------------------------------------
+
+READ_BACK_CASES = {
+    "absent": ({}, [NODELAY], expected(), 1),
+    "empty list": ({"socket_options": []}, [], expected(), 0),
+    "explicit None": ({"socket_options": None}, None, theirs(), 0),
+    "keepalive off": ({"socket_options": [KEEPALIVE_OFF]}, [KEEPALIVE_OFF], theirs(), 0),
+    "tuple": ({"socket_options": (NODELAY,)}, (NODELAY,), expected(), 1),
+}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "stored", "want", "nodelay"),
+    list(READ_BACK_CASES.values()),
+    ids=list(READ_BACK_CASES),
+)
+def test_socket_options_read_back_as_urllib3_set_them(
+    origin: CountingOrigin, kwargs: dict[str, Any], stored: Any, want: dict[str, int], nodelay: int
+) -> None:
+    """urllib3's own ``test_HTTPSConnection_default_socket_options``: the attribute is what
+    urllib3 stored, before and after connecting, while the live socket carries the options."""
+    connection = urllib3.connection.HTTPConnection(origin.host, origin.port, **kwargs)
+    try:
+        assert connection.socket_options == stored
+        assert type(connection.socket_options) is type(stored)
+        assert body_of(connection) == b"ok"
+        assert options_of(origin.peers[-1]) == want
+        assert nodelay_of(origin.peers[-1]) == nodelay
+        assert connection.socket_options == stored
+        assert type(connection.socket_options) is type(stored)
+    finally:
+        connection.close()
+
+
+@insecure
+def test_https_and_pool_connections_read_back_as_urllib3_set_them(
+    tls_origin: OriginServer,
+) -> None:
+    with urllib3.HTTPSConnectionPool(tls_origin.host, tls_origin.port, cert_reqs=NONE) as pool:
+        connection = pool._get_conn()
+        assert connection.socket_options == [NODELAY]
+        pool._put_conn(connection)
+        get(pool, "/")
+        assert options_of(tls_origin.peers[-1]) == expected()
+        connection = pool._get_conn()
+        assert connection.sock is not None, "the connection that served the GET"
+        assert connection.socket_options == [NODELAY]
+        pool._put_conn(connection)
+    assert urllib3.connection.HTTPSConnection("example.invalid").socket_options == [NODELAY]
+
+
+def test_http2_connection_reads_back_as_urllib3_set_it() -> None:
+    """urllib3's own ``test_http2_connection::test_default_socket_options``."""
+    http2 = pytest.importorskip("urllib3.http2.connection", reason="urllib3 >= 2.3 with h2")
+    assert http2.HTTP2Connection("example.invalid").socket_options == [NODELAY]
+
+
+def test_socks_connection_reads_back_as_urllib3_set_it(origin: CountingOrigin) -> None:
+    with Socks5ProxyServer() as proxy, socks_manager(proxy) as manager:
+        get(manager, origin.url)
+        assert options_of(proxy.peers[-1]) == expected()
+        pool = manager.connection_from_url(origin.url)
+        connection = pool._get_conn()
+        assert connection.sock is not None, "the connection that served the GET"
+        assert connection.socket_options == [NODELAY]
+        pool._put_conn(connection)
 
 
 # -- subclasses of HTTPConnection --------------------------------------------------------------
@@ -314,11 +456,21 @@ def test_subclass_default_socket_options_as_urllib3_reads_them(origin: CountingO
     class Quiet(urllib3.connection.HTTPConnection):
         default_socket_options: ClassVar[list[tuple[int, int, int]]] = [KEEPALIVE_OFF]
 
-    original = integration._patcher.original(urllib3.connection.HTTPConnection)
-    bare = Quiet.__new__(Quiet)
-    original(bare, origin.host, origin.port)  # what urllib3 itself stores, without the shim
-    stored = bare.socket_options
+    stored = Quiet(origin.host, origin.port).socket_options  # the hook leaves it as urllib3 set it
     assert via(Quiet, origin) == (theirs() if stored == [KEEPALIVE_OFF] else expected())
+
+
+def test_subclass_making_its_own_socket_from_socket_options(origin: CountingOrigin) -> None:
+    """A subclass that replaces ``_new_conn`` (address pinning, SSRF guards) but passes
+    ``self.socket_options`` on as urllib3 does gets the options too."""
+
+    class Pinned(urllib3.connection.HTTPConnection):
+        def _new_conn(self) -> socket.socket:
+            return urllib3.util.connection.create_connection(
+                (origin.host, origin.port), socket_options=self.socket_options
+            )
+
+    assert via(Pinned, origin) == expected()
 
 
 @insecure
@@ -354,6 +506,22 @@ def test_internal_failure_leaves_the_connection_as_urllib3_made_it(
     assert len(failures) == 1, "logged once, not per connection"
 
 
+def test_internal_failure_keeps_what_a_generator_gave(
+    origin: CountingOrigin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The generator is spent by then: the connection still gets what it gave."""
+    connection = urllib3.connection.HTTPConnection(
+        origin.host, origin.port, socket_options=iter([KEEPALIVE_OFF, NODELAY])
+    )
+    break_sockopts(monkeypatch, "in_force")
+    try:
+        assert body_of(connection) == b"ok"
+        assert options_of(origin.peers[-1]) == theirs()
+        assert nodelay_of(origin.peers[-1]) == 1
+    finally:
+        connection.close()
+
+
 def test_probe_drops_rejected_option_end_to_end(
     origin: CountingOrigin, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -368,13 +536,16 @@ def test_probe_drops_rejected_option_end_to_end(
     assert any("TCP_KEEPIDLE=0" in r.getMessage() for r in caplog.records)
 
 
+WRAPPED = [urllib3.connection.HTTPConnection, urllib3.connection.HTTPSConnection]
+
+
 def test_remove_restores_the_exact_original(origin: CountingOrigin) -> None:
-    cls = urllib3.connection.HTTPConnection
-    original = integration._patcher.original(cls)
+    originals = {cls: original_of(integration, cls, "connect") for cls in WRAPPED}
     keepalive_patch.remove()
-    assert cls.__dict__["__init__"] is original
-    assert inspect.isfunction(original)
-    assert integration.patched_classes() == []
+    for cls, original in originals.items():
+        assert cls.__dict__["connect"] is original
+        assert inspect.isfunction(original)
+    assert wrapped_classes(integration) == []
     keepalive_patch.apply()
     with urllib3.PoolManager() as manager:
         get(manager, origin.url)
@@ -384,41 +555,30 @@ def test_remove_restores_the_exact_original(origin: CountingOrigin) -> None:
 def test_patch_is_idempotent() -> None:
     integration.patch(urllib3.connection)
     keepalive_patch.apply()
-    init = urllib3.connection.HTTPConnection.__dict__["__init__"]
-    assert inspect.isfunction(init.__wrapped__), "exactly one layer of wrapping"
-    assert integration.patched_classes() == [urllib3.connection.HTTPConnection]
+    for cls in WRAPPED:
+        connect = cls.__dict__["connect"]
+        assert inspect.isfunction(connect.__wrapped__), "exactly one layer of wrapping"
+    assert wrapped_classes(integration) == WRAPPED
 
 
 def test_skip_leaves_urllib3_alone(origin: CountingOrigin) -> None:
     """Only the library's name skips it (a module name is unknown: ``live/test_skip.py``)."""
     keepalive_patch.apply(skip=["urllib3"])
-    assert integration.patched_classes() == []
+    assert wrapped_classes(integration) == []
     with urllib3.PoolManager() as manager:
         get(manager, origin.url)
         assert options_of(origin.peers[-1]) == kernel_defaults()
 
 
-def test_only_the_base_class_is_wrapped() -> None:
-    """Subclasses reach the wrapper through ``super()``: wrapping them too would merge twice."""
-    assert integration.patched_classes() == [urllib3.connection.HTTPConnection]
-    assert not hasattr(urllib3.connection.HTTPSConnection.__dict__["__init__"], "__wrapped__")
+def test_only_the_two_connects_are_wrapped() -> None:
+    """Every other connection class inherits one of them or reaches it through ``super()``:
+    wrapping more would merge twice; ``__init__`` is left alone."""
+    assert wrapped_classes(integration) == WRAPPED
+    for cls in WRAPPED:
+        assert not hasattr(cls.__dict__["__init__"], "__wrapped__")
 
 
-def test_loaded_lazily_after_urllib3(tmp_path: Path) -> None:
-    """Importing the package loads no urllib3 integration; importing urllib3 does."""
-    code = (
-        "import sys, keepalive_patch\n"
-        "assert 'keepalive_patch.integrations.urllib3' not in sys.modules\n"
-        "import urllib3\n"
-        "assert 'keepalive_patch.integrations.urllib3' in sys.modules\n"
-        "assert 'wrapt' not in sys.modules, 'wrapt waits for the first connection'\n"
-        "urllib3.connection.HTTPConnection('127.0.0.1', 1)\n"
-        "assert 'wrapt' in sys.modules\n"
-    )
-    run_python([*PYTHON, "-c", code], clean_env(), cwd=tmp_path)
-
-
-def test_the_integration_is_a_module_of_two_functions() -> None:
-    assert isinstance(integration, types.ModuleType)
-    assert callable(integration.patch)
-    assert callable(integration.unpatch)
+def test_loaded_lazily_after_urllib3() -> None:
+    """Importing the package loads no urllib3 integration; importing urllib3 does, and wrapt
+    waits for the first connect."""
+    run_script("urllib3_lazy.py")

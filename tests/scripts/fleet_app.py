@@ -12,11 +12,18 @@ Prints one JSON line::
 
     {"results": {"httpx": {"options": {...}, "retries": 1}, "requests": ..., "aiohttp": ...},
      "replay": {"requests": 3, "outcome": "ok"},
-     "shim": null | {"applied": true, "file": "..."}, "sys_path": [...]}
+     "shim": null | {"applied": true, "file": "..."}, "sys_path": [...],
+     "wrapt_extension": null | "<the compiled wrapt module loaded, if any>",
+     "datadog_patch": {"httpx": false, ...}}
+
+Each library requests its own path (``/httpx``, ``/requests``, ``/aiohttp``), so an agent's spans
+(a console exporter's output) can be told apart.  The report is the line starting with
+``{"results"``; an agent may print its own lines around it.
 
 ``shim`` is read from ``sys.modules`` (never imported): what keepalive-patch, if something
-loaded it, says of itself.  ``--log`` sends every log record to stderr (level DEBUG), so the test
-can read what the shim logged.
+loaded it, says of itself.  ``FLEET_APP_LOG=1`` sends every log record to stderr (level DEBUG),
+so the test can read what the shim logged (a variable, not a flag: launchers such as
+``opentelemetry-instrument`` parse the flags that follow the script).
 """
 
 import asyncio
@@ -113,7 +120,7 @@ def with_httpx(server: Counting) -> "dict[str, Any]":
     import httpx
 
     with httpx.Client(trust_env=False) as client:
-        client.get(url_of(server)).raise_for_status()
+        client.get(url_of(server, "/httpx")).raise_for_status()
         pool = getattr(client._transport, "_pool", None)
         return {"options": options_of(server.peers[-1]), "retries": getattr(pool, "_retries", 0)}
 
@@ -123,7 +130,7 @@ def with_requests(server: Counting) -> "dict[str, Any]":
 
     with requests.Session() as session:
         session.trust_env = False
-        session.get(url_of(server)).raise_for_status()
+        session.get(url_of(server, "/requests")).raise_for_status()
         retries: Any = getattr(session.get_adapter(url_of(server)), "max_retries", None)
         connect = getattr(retries, "connect", None) or 0
         return {"options": options_of(server.peers[-1]), "retries": connect}
@@ -133,7 +140,7 @@ async def with_aiohttp(server: Counting) -> "dict[str, Any]":
     import aiohttp
 
     async with aiohttp.ClientSession() as session:  # noqa: SIM117 - Python 3.9
-        async with session.get(url_of(server)) as response:
+        async with session.get(url_of(server, "/aiohttp")) as response:
             await response.read()
             return {"options": options_of(server.peers[-1]), "retries": 0}
 
@@ -160,8 +167,14 @@ def shim() -> "dict[str, Any] | None":
     return {"applied": module.is_applied(), "file": module.__file__}
 
 
+def datadog_patched(name: str) -> bool:
+    """ddtrace's own marker on a library it patched (``requests`` spells it with two ``_``)."""
+    module = sys.modules.get(name)
+    return any(getattr(module, marker, False) for marker in ("_datadog_patch", "__datadog_patch"))
+
+
 def main() -> None:
-    if "--log" in sys.argv:
+    if os.environ.get("FLEET_APP_LOG"):
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="LOG %(message)s")
     installed = [name for name in LIBRARIES if importlib.util.find_spec(name) is not None]
     results: dict[str, Any] = {}
@@ -176,6 +189,8 @@ def main() -> None:
             results["aiohttp"] = asyncio.run(with_aiohttp(server))
     report["shim"] = shim()
     report["sys_path"] = sys.path
+    report["wrapt_extension"] = getattr(sys.modules.get("wrapt._wrappers"), "__file__", None)
+    report["datadog_patch"] = {name: datadog_patched(name) for name in installed}
     print(json.dumps(report))
 
 

@@ -6,6 +6,12 @@ it.  Its ``before`` callback runs at that moment, on the connecting thread: a te
 first attempt meet a port that is bound but not listening (refused), and starts listening
 before the second, so "refused once, then accepted" needs no timing luck.
 
+``failing_lookups`` counts this process's name lookups of one host name at the
+``socket.getaddrinfo`` audit event, also raised by the socket module itself before it asks the
+resolver, and fails each there with the ``gaierror`` a name that does not exist gets: the
+resolver is never asked, so no query leaves the machine, and every library sees the real
+``socket.getaddrinfo`` fail.
+
 ``full_backlog`` makes real connects time out instead: a listener with a backlog of 0 whose one
 queue slot a parked connection holds; Linux drops further SYNs, and the client's connect times
 out (its first SYN retransmission comes only after 1 s).  ``syn_sent_ports`` reads
@@ -50,6 +56,13 @@ class Watcher:
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if event == "socket.getaddrinfo" and _lookups:
+        host = args[0].decode() if isinstance(args[0], bytes) else args[0]
+        for lookups in list(_lookups):
+            if host == lookups.host:
+                lookups.count += 1
+                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return
     if event != "socket.connect" or not _watchers:
         return
     address = args[1]
@@ -65,11 +78,7 @@ def watch_connects(
     address: tuple[str, int], before: Callable[[int], None] | None = None
 ) -> Iterator[Watcher]:
     """Record each connect to ``address``; ``before(n)`` runs just before the n-th one."""
-    global _hooked
-    with _installed:
-        if not _hooked:
-            sys.addaudithook(_audit)
-            _hooked = True
+    _install_hook()
     watcher = Watcher(address, before)
     _watchers.append(watcher)
     try:
@@ -77,6 +86,37 @@ def watch_connects(
     finally:
         _watchers.remove(watcher)
     assert not watcher.errors, watcher.errors
+
+
+def _install_hook() -> None:
+    global _hooked
+    with _installed:
+        if not _hooked:
+            sys.addaudithook(_audit)
+            _hooked = True
+
+
+class Lookups:
+    """The lookups of ``host`` made while active, each failed as a name that does not exist."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self.count = 0
+
+
+_lookups: list[Lookups] = []
+
+
+@contextlib.contextmanager
+def failing_lookups(host: str) -> Iterator[Lookups]:
+    """Count, and fail, every ``socket.getaddrinfo`` of ``host`` in this process."""
+    _install_hook()
+    lookups = Lookups(host)
+    _lookups.append(lookups)
+    try:
+        yield lookups
+    finally:
+        _lookups.remove(lookups)
 
 
 def syn_sent_ports(address: tuple[str, int]) -> list[int]:

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 from types import ModuleType
+from typing import Any
 
 import pytest
 
-from keepalive_patch.integrations.httpx import takes_socket_options
+from keepalive_patch.probes import takes_socket_options
 
 __all__ = [
     "LIBRARIES",
     "MODES",
+    "has_socket_factory",
     "installed_libraries",
+    "original_of",
     "require_socket_options",
     "retries_only_reason",
     "takes_socket_options",
     "version_of",
+    "wrapped_classes",
 ]
 
 LIBRARIES = ("httpx", "httpx2")
@@ -49,3 +54,24 @@ def require_socket_options(lib: ModuleType) -> None:
 
 
 MODES = ("sync", "asyncio", "trio")
+
+
+# -- what a test may ask an integration: its ``wrapped()`` (see ``keepalive_patch.integrations``)
+
+
+def original_of(integration: Any, cls: type, attribute: str = "__init__") -> Any:
+    """What ``cls.attribute`` was before ``integration`` wrapped it."""
+    for wrapped_class, name, found in integration.wrapped():
+        if wrapped_class is cls and name == attribute:
+            return found
+    raise LookupError(f"{integration.__name__} does not wrap {cls.__qualname__}.{attribute}")
+
+
+def wrapped_classes(integration: Any) -> list[type]:
+    """The classes ``integration`` wraps a method of now, in the order it wrapped them."""
+    return list(dict.fromkeys(cls for cls, _, _ in integration.wrapped()))
+
+
+def has_socket_factory(connector_class: type) -> bool:
+    """Whether this aiohttp's ``TCPConnector`` takes ``socket_factory`` (aiohttp >= 3.12)."""
+    return "socket_factory" in inspect.signature(connector_class).parameters

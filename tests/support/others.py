@@ -8,10 +8,12 @@ once per test session by ``pip install`` from the package index (pip's cache mak
 from __future__ import annotations
 
 import glob
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 #: What a fleet's app environment has: the HTTP libraries, nothing of ours.
 APP_PACKAGES = ("httpx", "requests", "aiohttp")
@@ -48,3 +50,19 @@ def app_venv(python: str, root: Path) -> Path:
     )
     assert listed.stdout.strip() == "None", "the app's environment must not have wrapt"
     return venv_python
+
+
+def run_fleet_app(
+    prefix: list[str], env: dict[str, str], *args: str
+) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:
+    """``scripts/fleet_app.py`` (``FLEET_APP_LOG=1``) run through ``prefix`` (an interpreter, or
+    launchers and one) from ``/``: its report, and the whole result (an agent may print around
+    the report)."""
+    from support.procs import SCRIPTS, run_python
+
+    env = dict(env, FLEET_APP_LOG="1")
+    result = run_python([*prefix, str(SCRIPTS / "fleet_app.py"), *args], env, cwd="/")
+    lines = [line for line in result.stdout.splitlines() if line.startswith('{"results"')]
+    assert len(lines) == 1, result.stdout + result.stderr
+    report: dict[str, Any] = json.loads(lines[0])
+    return report, result

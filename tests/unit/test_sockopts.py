@@ -76,6 +76,64 @@ def test_old_windows_and_unknown_platforms_get_so_keepalive_only() -> None:
     assert options.keepalive_options(SETTINGS, UNKNOWN) == [(1, 9, 1)]
 
 
+# -- the keepalive policy: the caller's options with ours ----------------------------------------
+
+LINUX_OURS = options.keepalive_options(SETTINGS)
+ON, OFF = (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1), (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 0)
+USER_TIMEOUT = LINUX_OURS[-1]
+TCP = socket.IPPROTO_TCP
+
+
+@pytest.mark.parametrize(
+    "timing",
+    [
+        (TCP, socket.TCP_KEEPIDLE, 99),
+        (TCP, socket.TCP_KEEPINTVL, 7),
+        (TCP, socket.TCP_KEEPCNT, 2),
+    ],
+    ids=["idle", "interval", "count"],
+)
+def test_timings_alone_switch_keepalive_on(timing: options.SocketOption) -> None:
+    """A caller who set a timing asked for keepalive: ``SO_KEEPALIVE=1``, none of our timings."""
+    assert options.merge([timing], LINUX_OURS) == [timing, ON, USER_TIMEOUT]
+    assert options.merge(iter([timing]), LINUX_OURS[:-1]) == [timing, ON]
+
+
+def test_timings_with_keepalive_off_get_nothing_of_ours() -> None:
+    idle = (TCP, socket.TCP_KEEPIDLE, 99)
+    assert options.merge([idle, OFF], LINUX_OURS) == [idle, OFF]
+    assert options.merge([OFF, idle], LINUX_OURS) == [OFF, idle]
+
+
+def test_timings_with_their_own_keepalive_on_get_no_second_one() -> None:
+    idle = (TCP, socket.TCP_KEEPIDLE, 99)
+    assert options.merge([idle, ON], LINUX_OURS) == [idle, ON, USER_TIMEOUT]
+
+
+def test_timings_alone_on_macos_switch_keepalive_on() -> None:
+    """macOS names the idle time ``TCP_KEEPALIVE``: still a timing, not the switch."""
+    ours = options.keepalive_options(SETTINGS, MACOS)
+    idle = (6, 0x10, 99)
+    assert options.merge([idle], ours, MACOS) == [idle, (0xFFFF, 0x8, 1)]
+
+
+def test_timings_alone_where_the_kernel_rejected_so_keepalive() -> None:
+    """Only what the probe accepted is ever added."""
+    idle = (TCP, socket.TCP_KEEPIDLE, 99)
+    assert options.merge([idle], LINUX_OURS[1:]) == [idle, USER_TIMEOUT]
+
+
+@pytest.mark.parametrize(
+    "given",
+    [[], [ON], [OFF], [(TCP, socket.TCP_KEEPIDLE, 99)], [ON, (TCP, socket.TCP_KEEPCNT, 2)]],
+    ids=["nothing", "bare on", "off", "a timing", "on and a timing"],
+)
+def test_merging_a_merged_list_again_adds_nothing(given: list[options.SocketOption]) -> None:
+    """urllib3's hook may meet its own merged list (a ``connect`` reaching another)."""
+    once = options.merge(given, LINUX_OURS)
+    assert options.merge(once, LINUX_OURS) == once
+
+
 def test_probe_keeps_what_the_kernel_accepts() -> None:
     wanted = options.keepalive_options(SETTINGS)
     result = options.probe(wanted)
