@@ -5,7 +5,8 @@ httpcore notices a close that has already arrived (``is_readable``) but not one 
 request, and its ``retries`` cover connects only.  Go's ``net/http`` answers this with
 ``shouldRetryRequest`` + ``isReplayable``; ``should_replay`` below is that function, branch by
 branch, with the map beside it.  This module is the rule alone: pure functions of a request, an
-error and what the connection was when the request started.  It patches nothing;
+error and what the connection was when the request started, and where it may be applied
+(``supported``: httpcore >= 1.0.3, whose pool drops a dead connection).  It patches nothing;
 ``integrations.httpcore`` wraps the connections that ask it, and decides what is not the rule
 (the ``replay`` switch, whether a pool is sending the request, the log line).
 
@@ -219,3 +220,35 @@ def nothing_arrived(started: Started) -> bool:
     """True if not one byte was read from the connection since the request started: no part of
     a response head, no 1xx, no HTTP/2 frame.  Without a counted stream we cannot know: False."""
     return started.stream is not None and started.stream.received == started.mark
+
+
+# --- Where the rule may be applied ------------------------------------------------------------
+
+#: The first httpcore whose pool drops a closed connection before it places a request again
+#: (its pool was rewritten around ``_assign_requests_to_connections``); httpcore2 always does.
+FIRST_REPLAYED_HTTPCORE = (1, 0, 3)
+
+
+def release(version: str) -> tuple[int, ...]:
+    """The leading numbers of a version string: ``"1.0.2"`` -> (1, 0, 2), ``"1.0.3rc1"`` ->
+    (1, 0, 3), ``"x"`` -> ()."""
+    numbers = []
+    for part in version.split("."):
+        digits = part[: len(part) - len(part.lstrip("0123456789"))]
+        if not digits:
+            break
+        numbers.append(int(digits))
+        if digits != part:
+            break
+    return tuple(numbers)
+
+
+def supported(module: ModuleType) -> bool:
+    """httpcore >= 1.0.3 and httpcore2: a pool sending a request again first drops the closed
+    connections.  httpcore 0.16, 0.17 and 1.0.0 - 1.0.2 keep a closed connection in its slot
+    after ``ConnectionNotAvailable`` for good (an unknown version counts as one of those), so
+    replaying there would use up ``max_connections`` one dead connection at a time until every
+    request fails with ``PoolTimeout``."""
+    if module.__name__ != "httpcore":
+        return True
+    return release(str(getattr(module, "__version__", ""))) >= FIRST_REPLAYED_HTTPCORE

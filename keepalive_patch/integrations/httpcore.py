@@ -236,7 +236,7 @@ def patch(module: ModuleType) -> None:
         )
         _patcher.wrap_init(cls, plan_for)
     log_once("patched:" + library, INFO, "keepalive-patch applied to %s proxy pools", library)
-    patch_replay(module)  # its connections and pools: a safe request on a dead reused one
+    _patch_replay(module)  # its connections and pools: a safe request on a dead reused one
 
 
 def _plan_or_none(
@@ -307,9 +307,6 @@ POOLS = (
 )
 #: Where httpcore's HTTP/1.1 and HTTP/2 connections keep their network stream.
 STREAM_ATTRIBUTE = "_network_stream"
-#: The first httpcore whose pool drops a closed connection before it places a request again
-#: (its pool was rewritten around ``_assign_requests_to_connections``); httpcore2 always does.
-FIRST_REPLAYED_HTTPCORE = (1, 0, 3)
 
 #: The library whose pool is sending a request in this context now (``None``: no pool).
 _pool_sending: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -513,32 +510,7 @@ def _pool_wrapper(library: str, is_async: bool) -> Wrapper:
     return async_keepalive_pool if is_async else keepalive_pool
 
 
-def release(version: str) -> tuple[int, ...]:
-    """The leading numbers of a version string: ``"1.0.2"`` -> (1, 0, 2), ``"1.0.3rc1"`` ->
-    (1, 0, 3), ``"x"`` -> ()."""
-    numbers = []
-    for part in version.split("."):
-        digits = part[: len(part) - len(part.lstrip("0123456789"))]
-        if not digits:
-            break
-        numbers.append(int(digits))
-        if digits != part:
-            break
-    return tuple(numbers)
-
-
-def replay_supported(module: ModuleType) -> bool:
-    """httpcore >= 1.0.3 and httpcore2: a pool sending a request again first drops the closed
-    connections.  httpcore 0.16, 0.17 and 1.0.0 - 1.0.2 keep a closed connection in its slot
-    after ``ConnectionNotAvailable`` for good (an unknown version counts as one of those), so
-    replaying there would use up ``max_connections`` one dead connection at a time until every
-    request fails with ``PoolTimeout``."""
-    if module.__name__ != "httpcore":
-        return True
-    return release(str(getattr(module, "__version__", ""))) >= FIRST_REPLAYED_HTTPCORE
-
-
-def patch_replay(module: ModuleType) -> None:
+def _patch_replay(module: ModuleType) -> None:
     """Wrap the connections' and pools' send of ``module`` (httpcore / httpcore2), once per class.
 
     Nothing is wrapped while the ``replay`` setting is off; the wrappers read it again on every
@@ -547,7 +519,7 @@ def patch_replay(module: ModuleType) -> None:
     if not config.current().replay:
         return
     library = module.__name__
-    if not replay_supported(module):
+    if not replay.supported(module):
         log_once(
             "replay:old:" + library,
             INFO,

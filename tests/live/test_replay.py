@@ -23,6 +23,7 @@ from support.libs import original_of
 from support.proxies import HTTPProxyServer, LoopbackServer, Socks5ProxyServer
 
 import keepalive_patch
+from keepalive_patch import replay
 from keepalive_patch.integrations import httpcore as integration
 
 #: Each httpx-like library and the httpcore-like library under it.
@@ -39,7 +40,7 @@ pytestmark = pytest.mark.usefixtures("clean_environment")
 def lib(lib: ModuleType) -> ModuleType:
     """``lib`` where its httpcore replays (>= 1.0.3); older httpcore is left alone."""
     core = importlib.import_module(CORES[lib.__name__])
-    if not integration.replay_supported(core):
+    if not replay.supported(core):
         reason = f"{core.__name__} {core.__version__} < 1.0.3 is not replayed"
         pytest.skip(reason + " (test_old_httpcore_is_left_alone)")
     return lib
@@ -570,7 +571,7 @@ def test_the_pool_never_starves(any_lib: ModuleType, mode: str, size: int) -> No
     with DyingServer() as server:
         outcomes = exchange(lib, mode, server.url, calls, **client)
     assert not [outcome for outcome in outcomes if isinstance(outcome, lib.PoolTimeout)]
-    if integration.replay_supported(core):
+    if replay.supported(core):
         assert outcomes == [200] * len(calls)
         return
     with DyingServer() as plain:
@@ -586,7 +587,7 @@ def test_old_httpcore_is_left_alone() -> None:
     ``ConnectionNotAvailable``: replaying there would starve the pool, so the classes stay
     unwrapped and a dead reused connection raises exactly as without the shim."""
     core = pytest.importorskip("httpcore")
-    if integration.replay_supported(core):
+    if replay.supported(core):
         pytest.skip(f"httpcore {core.__version__} replays; this is for httpcore < 1.0.3")
     httpx = pytest.importorskip("httpx")
     assert replay_wrapped(core) == []

@@ -16,8 +16,7 @@ from support.dying_servers import DyingServer
 from support.libs import installed_libraries, takes_socket_options
 
 import keepalive_patch
-from keepalive_patch import config
-from keepalive_patch.integrations import httpcore as integration
+from keepalive_patch import config, replay
 
 #: Each httpx-like library and the httpcore-like library under it (httpx's engine: its proxy
 #: pools and replay serve httpx's requests).
@@ -63,7 +62,7 @@ def test_skipping_an_httpx_leaves_it_whole_and_nothing_else(skipping: str) -> No
         if takes_socket_options(lib):
             options = getattr(pool, "_socket_options", None)
             assert (options is None) is left_alone, (lib, options)
-        if integration.replay_supported(core):
+        if replay.supported(core):
             assert _replays(lib) is not left_alone, lib
 
 

@@ -1,7 +1,7 @@
 """The httpcore integration's replay wrappers, without a network: the byte count of a connection's
 stream, "reused" decided when the request starts, the pool's "I am sending this" seen by the
-connection's send (sync, asyncio and trio), and which httpcore is replayed at all.  The live
-tests (``tests/live/test_replay.py``) prove the whole on real connections."""
+connection's send (sync, asyncio and trio).  The live tests (``tests/live/test_replay.py``)
+prove the whole on real connections."""
 
 from __future__ import annotations
 
@@ -89,34 +89,6 @@ def test_the_async_counting_stream_counts_the_same() -> None:
 
     assert asyncio.run(read_all()) == b"abc"
     assert stream.received == 3
-
-
-# -- which httpcore drops a dead connection from its pool? ------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("version", "replayed"),
-    [
-        ("0.16.3", False),
-        ("0.17.3", False),
-        ("1.0.0", False),
-        ("1.0.2", False),
-        ("1.0.3", True),
-        ("1.0.9", True),
-        ("1.1.0", True),
-        ("2.0", True),
-        ("1.0.10", True),
-        ("unknown", False),
-        ("", False),
-    ],
-)
-def test_httpcore_is_replayed_from_1_0_3(version: str, replayed: bool) -> None:
-    """httpcore 1.0.3 rewrote the pool to drop closed connections whenever it places a request;
-    before, a connection closed under ``ConnectionNotAvailable`` kept its slot for good."""
-    module = ModuleType("httpcore")
-    module.__version__ = version  # type: ignore[attr-defined]
-    assert integration.replay_supported(module) is replayed
-    assert integration.replay_supported(ModuleType("httpcore2"))  # always the newer pool
 
 
 # -- rule 1 is decided when the request starts; only a pool gets the request back ------------

@@ -208,3 +208,31 @@ def test_the_library_errors_are_found_where_the_rule_expects_them(core: ModuleTy
     errors = replay.Errors(core)
     assert errors.not_available is core.ConnectionNotAvailable
     assert errors.broken == (core.ReadError, core.WriteError)
+
+
+# -- which httpcore drops a dead connection from its pool? ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("version", "replayed"),
+    [
+        ("0.16.3", False),
+        ("0.17.3", False),
+        ("1.0.0", False),
+        ("1.0.2", False),
+        ("1.0.3", True),
+        ("1.0.9", True),
+        ("1.1.0", True),
+        ("2.0", True),
+        ("1.0.10", True),
+        ("unknown", False),
+        ("", False),
+    ],
+)
+def test_httpcore_is_replayed_from_1_0_3(version: str, replayed: bool) -> None:
+    """httpcore 1.0.3 rewrote the pool to drop closed connections whenever it places a request;
+    before, a connection closed under ``ConnectionNotAvailable`` kept its slot for good."""
+    module = ModuleType("httpcore")
+    module.__version__ = version  # type: ignore[attr-defined]
+    assert replay.supported(module) is replayed
+    assert replay.supported(ModuleType("httpcore2"))  # always the newer pool
