@@ -1,4 +1,4 @@
-"""httpcore and httpcore2: the keepalive options and connect retry on the socket to a proxy.
+"""httpcore and httpcore2: keepalive options and connect retry to a proxy; replay.
 
 httpcore's ``HTTPProxy`` takes ``socket_options`` and ``retries`` but builds its proxy connections
 without them, and ``SOCKSProxy`` takes neither; httpx hands ``SOCKSProxy`` neither and
@@ -13,20 +13,30 @@ are exactly those of the transport.
 Without ``socksio`` httpcore defines stand-in ``SOCKSProxy`` classes that take ``*args,
 **kwargs`` and raise when built: SOCKS support is simply not installed, and they are left alone
 without a word.
+
+Replay (the second half of this file) wraps the connections' send: a request that fails on a
+dead reused connection and that ``replay.should_replay`` (Go's rule) lets go again is answered
+with the library's own ``ConnectionNotAvailable``, which the pool already answers by dropping
+the connection (closed by then) and sending the request on another one.  A failure on a fresh
+connection is never replayed, so the sends are bounded by the pool's idle connections plus one.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import itertools
+import threading
+import weakref
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from keepalive_patch import _handoff, replay, sockopts
-from keepalive_patch._log import INFO, WARNING, log_once
+from keepalive_patch import _handoff, config, replay, sockopts
+from keepalive_patch._log import INFO, WARNING, log_once, logger
 from keepalive_patch._wrapping import (
     InitPlan,
     Patcher,
     class_to_patch,
+    fixed,
     parameter_names,
 )
 
@@ -35,6 +45,8 @@ __all__ = ["patch", "unpatch", "wrapped"]  # the contract: integrations/__init__
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from types import ModuleType
+
+    from keepalive_patch._wrapping import Wrapper
 
 #: Proxy pool class -> whether it is the async flavour.
 PROXY_CLASSES = {
@@ -224,7 +236,7 @@ def patch(module: ModuleType) -> None:
         )
         _patcher.wrap_init(cls, plan_for)
     log_once("patched:" + library, INFO, "keepalive-patch applied to %s proxy pools", library)
-    replay.patch(module)  # its connections and pools: a safe request on a dead reused one
+    _patch_replay(module)  # its connections and pools: a safe request on a dead reused one
 
 
 def _plan_or_none(
@@ -252,12 +264,298 @@ def _plan_or_none(
 
 
 def unpatch() -> None:
-    """Restore the exact original ``__init__`` objects; disarm ours where another wraps it."""
+    """Restore the exact original methods; disarm ours where another wraps it."""
     _patcher.unwrap_all()
-    replay.unpatch()
 
 
 def wrapped() -> list[tuple[type, str, Any]]:
     """(class, attribute, original) of every method this integration wraps now: the proxy
-    pools' ``__init__`` and replay's connection sends."""
-    return _patcher.wrapped() + replay.wrapped()
+    pools' ``__init__``, and for replay the connections' and pools' send."""
+    return _patcher.wrapped()
+
+
+# --- Replay: the connections' send, and the pools' ------------------------------------------
+#
+# What the rule needs is noted when a request starts on a connection (``_start``): whether the
+# connection had returned a response before (``_served``), and the byte count of its stream.
+# The count needs every read of the connection to pass through a ``CountingStream``, put in
+# place of httpcore's network stream before a request can be replayed from it (on the first
+# request of an HTTP/2 connection, on the first reuse of an HTTP/1.1 one) and left there for
+# the connection's life.
+#
+# Only a request a pool is sending may be handed back to it: whoever drives a connection
+# directly must get the library's own error.  The pools' send is wrapped to say so in a
+# ``ContextVar`` (``_pool_sending``): it is set for the pool's call and read by the connection's
+# send inside it, on the same thread or, async, in the same task (asyncio and trio alike).
+#
+# A request that succeeds pays for two wrappers (the pool's, with the ContextVar's set and
+# reset; the connection's, with a look-up and an add in ``_served``), on a reused or HTTP/2
+# connection also for the count of its reads; the rest runs only when a send has failed.
+
+#: The connections whose send we watch: (class, the method that sends a request).
+CONNECTIONS = (
+    ("HTTP11Connection", "handle_request"),
+    ("AsyncHTTP11Connection", "handle_async_request"),
+    ("HTTP2Connection", "handle_request"),
+    ("AsyncHTTP2Connection", "handle_async_request"),
+)
+#: The pools' send: only a request one of them is sending may be handed back to it (proxy
+#: pools are subclasses and inherit the wrapper).
+POOLS = (
+    ("ConnectionPool", "handle_request"),
+    ("AsyncConnectionPool", "handle_async_request"),
+)
+#: Where httpcore's HTTP/1.1 and HTTP/2 connections keep their network stream.
+STREAM_ATTRIBUTE = "_network_stream"
+
+#: The library whose pool is sending a request in this context now (``None``: no pool).
+_pool_sending: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "keepalive_patch_pool_sending", default=None
+)
+#: Connections that have returned a response: a request on one of them reuses it.  A set of
+#: weak references, each removed by its own callback when its connection goes (what
+#: ``weakref.WeakSet`` does in Python code, at about twice the cost per request).
+_served: set[weakref.ref[Any]] = set()
+#: Puts a connection's ``CountingStream`` in place once, whichever thread gets there first.
+_counting_lock = threading.Lock()
+
+
+class CountingStream:
+    """A connection's network stream that counts the bytes read from it (sync twin).
+
+    Everything but ``read`` is the inner stream's own.  The methods httpcore calls on every
+    request are passed on by name (``__getattr__`` alone costs microseconds a call: the failed
+    lookup raises first).
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        #: Bytes read so far: a request notes it when it starts (its mark).
+        self.received = 0
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> Any:
+        data = self.stream.read(max_bytes, timeout)
+        self.received += len(data)
+        return data
+
+    def write(self, *args: Any, **kwargs: Any) -> Any:
+        return self.stream.write(*args, **kwargs)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self.stream.get_extra_info(info)
+
+    def __getattr__(self, name: str) -> Any:  # close / aclose, start_tls, anything newer
+        if name == "stream":  # not set yet (copy, pickle): no recursion
+            raise AttributeError(name)
+        return getattr(self.stream, name)
+
+
+class AsyncCountingStream(CountingStream):
+    """The async twin of ``CountingStream`` (asyncio and trio streams alike)."""
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> Any:
+        data = await self.stream.read(max_bytes, timeout)
+        self.received += len(data)
+        return data
+
+
+def _counting_stream(connection: Any, counting: type[CountingStream]) -> CountingStream | None:
+    """``connection``'s counted stream, put in place the first time a request needs it.
+
+    Always before that request is sent.  An HTTP/2 connection gets it on its first request, as
+    its streams read the connection for each other: no read may bypass the count.  An HTTP/1.1
+    connection gets it on its first reuse, when the one response before has been read whole, so
+    a connection used once (``Connection: close``) pays nothing.  ``None`` if the connection
+    keeps no stream where httpcore does: its requests are then never replayed.
+    """
+    stream = getattr(connection, STREAM_ATTRIBUTE, None)
+    if isinstance(stream, CountingStream) or stream is None:
+        return stream
+    with _counting_lock:
+        stream = getattr(connection, STREAM_ATTRIBUTE)
+        if not isinstance(stream, CountingStream):
+            stream = counting(stream)
+            setattr(connection, STREAM_ATTRIBUTE, stream)
+        return stream
+
+
+def _start(connection: object, counting: type[CountingStream], multiplexed: bool) -> replay.Started:
+    """What a request notes as it starts on ``connection`` (``multiplexed``: HTTP/2).  Never
+    raises: a connection we cannot count is never replayed from, and is sent on as is."""
+    try:
+        reused = weakref.ref(connection) in _served
+    except TypeError:  # not weakly referenceable: never counts as reused
+        return replay.FRESH
+    if not reused and not multiplexed:
+        return replay.FRESH
+    try:
+        stream = _counting_stream(connection, counting)
+    except Exception:
+        return replay.FRESH
+    return replay.Started(reused, stream, 0 if stream is None else stream.received)
+
+
+def _served_response(connection: object, started: replay.Started, response: Any) -> None:
+    """Note that ``connection`` returned ``response``, whose ``network_stream`` extension is
+    given back as the library made it (the inner stream, not our counting one)."""
+    try:  # noqa: SIM105 - contextlib.suppress would add ~0.7 µs to every request
+        _served.add(weakref.ref(connection, _served.discard))
+    except TypeError:  # not weakly referenceable: stays "fresh"
+        pass
+    stream = started.stream
+    if isinstance(stream, CountingStream):
+        try:
+            extensions = response.extensions
+            if extensions.get("network_stream") is stream:
+                extensions["network_stream"] = stream.stream
+        except Exception:  # not httpcore's Response: nothing of ours to give back
+            pass
+
+
+def _hand_back(
+    errors: replay.Errors,
+    started: replay.Started,
+    exc: Exception,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> None:
+    """Raise the library's ``ConnectionNotAvailable`` from ``exc`` if the failed send goes back
+    to its pool: the rule says replay, the switch is on and a pool of this library is sending
+    the request (logged at DEBUG).  Else return, and the wrapper raises ``exc`` as is; so it
+    does if deciding fails.
+    """
+    try:
+        request = args[0] if args else kwargs["request"]
+        if not replay.should_replay(started, request, exc, errors):
+            return
+        if not config.current().replay or _pool_sending.get() != errors.library:
+            return
+        logger().debug(
+            "keepalive-patch: replaying %s %s on another connection: the reused one failed "
+            "before any response (%s: %s)",
+            request.method.decode("ascii", "replace"),
+            request.url.origin,
+            type(exc).__name__,
+            exc,
+        )
+    except Exception:
+        log_once(
+            "replay:error:" + errors.library,
+            WARNING,
+            "keepalive-patch could not decide whether to replay a %s request; raising its error",
+            errors.library,
+            exc_info=True,
+        )
+        return
+    raise errors.not_available() from exc
+
+
+def _connection_wrapper(errors: replay.Errors, is_async: bool, multiplexed: bool) -> Wrapper:
+    """The wrapper of a connection's send (``handle_request`` or its async twin); ``multiplexed``
+    for HTTP/2 connections.
+
+    Both twins answer a failure the same way (``_hand_back``); only the ``await`` is theirs.
+    """
+
+    counting = AsyncCountingStream if is_async else CountingStream
+
+    def keepalive_replay(
+        wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        started = _start(instance, counting, multiplexed)
+        try:
+            response = wrapped(*args, **kwargs)
+        except Exception as exc:
+            _hand_back(errors, started, exc, args, kwargs)
+            raise
+        _served_response(instance, started, response)
+        return response
+
+    async def async_keepalive_replay(
+        wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        started = _start(instance, counting, multiplexed)
+        try:
+            response = await wrapped(*args, **kwargs)
+        except Exception as exc:
+            _hand_back(errors, started, exc, args, kwargs)
+            raise
+        _served_response(instance, started, response)
+        return response
+
+    return async_keepalive_replay if is_async else keepalive_replay
+
+
+def _pool_wrapper(library: str, is_async: bool) -> Wrapper:
+    """The wrapper of a pool's send: ``_pool_sending`` says ``library`` while it runs."""
+
+    def keepalive_pool(
+        wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        token = _pool_sending.set(library)
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            _pool_sending.reset(token)
+
+    async def async_keepalive_pool(
+        wrapped: Callable[..., Any], instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        token = _pool_sending.set(library)
+        try:
+            return await wrapped(*args, **kwargs)
+        finally:
+            _pool_sending.reset(token)
+
+    return async_keepalive_pool if is_async else keepalive_pool
+
+
+def _patch_replay(module: ModuleType) -> None:
+    """Wrap the connections' and pools' send of ``module`` (httpcore / httpcore2), once per class.
+
+    Nothing is wrapped while the ``replay`` setting is off; the wrappers read it again on every
+    failure, so turning it off later (``apply(replay=False)``) takes effect at once.
+    """
+    if not config.current().replay:
+        return
+    library = module.__name__
+    if not replay.supported(module):
+        log_once(
+            "replay:old:" + library,
+            INFO,
+            "keepalive-patch replays requests only with httpcore 1.0.3 or later (older pools "
+            "keep a dead connection in its slot); %s %s raises as before",
+            library,
+            getattr(module, "__version__", "(unknown version)"),
+        )
+        return
+    connections = [
+        (getattr(module, name, None), attribute, "HTTP2" in name) for name, attribute in CONNECTIONS
+    ]
+    if not any(isinstance(cls, type) for cls, _, _ in connections):
+        return  # no connection classes: nothing here sends a request
+    try:
+        errors = replay.Errors(module)
+    except AttributeError as exc:
+        log_once(
+            "replay:layout:" + library,
+            WARNING,
+            "keepalive-patch: %s; requests on dead reused %s connections are not replayed",
+            exc,
+            library,
+        )
+        return
+    for name, attribute in POOLS:
+        cls = getattr(module, name, None)
+        if isinstance(cls, type):
+            _patcher.wrap(cls, attribute, fixed(_pool_wrapper(library, "async" in attribute)))
+    for cls, attribute, multiplexed in connections:
+        if isinstance(cls, type):  # without h2, HTTP2Connection is a stand-in: not wrapped
+            wrapper = _connection_wrapper(errors, "async" in attribute, multiplexed)
+            _patcher.wrap(cls, attribute, fixed(wrapper))
+    log_once(
+        "replay:patched:" + library,
+        INFO,
+        "keepalive-patch replays safe requests on dead reused %s connections",
+        library,
+    )

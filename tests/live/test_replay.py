@@ -19,12 +19,13 @@ from typing import Any
 import anyio
 import pytest
 from support.dying_servers import DyingH2Server, DyingServer, Seen
-from support.libs import original_of, wrapped_classes
+from support.libs import original_of
 from support.proxies import HTTPProxyServer, Socks5ProxyServer
 from support.servers import LoopbackServer
 
 import keepalive_patch
 from keepalive_patch import replay
+from keepalive_patch.integrations import httpcore as integration
 
 #: Each httpx-like library and the httpcore-like library under it.
 CORES = {"httpx": "httpcore", "httpx2": "httpcore2"}
@@ -140,6 +141,16 @@ def unpatched(function: Any) -> Any:
         return function()
     finally:
         keepalive_patch.apply()
+
+
+def replay_wrapped(core: ModuleType | None = None) -> list[type]:
+    """The classes (of ``core``, or of any library) whose send is wrapped for replay now."""
+    return [
+        cls
+        for cls, attribute, _ in integration.wrapped()
+        if attribute != "__init__"
+        and (core is None or cls.__module__.split(".")[0] == core.__name__)
+    ]
 
 
 def same_error(got: Any, want: Any) -> bool:
@@ -354,10 +365,10 @@ def test_off_from_the_start_wraps_nothing(lib: ModuleType, monkeypatch: pytest.M
     keepalive_patch.remove()
     monkeypatch.setenv("KEEPALIVE_PATCH_REPLAY", "0")
     keepalive_patch.apply()
-    assert wrapped_classes(replay) == []
+    assert replay_wrapped() == []
     monkeypatch.delenv("KEEPALIVE_PATCH_REPLAY")
     keepalive_patch.apply()  # on again: the libraries already imported are patched now
-    assert core.HTTP11Connection in wrapped_classes(replay)
+    assert core.HTTP11Connection in replay_wrapped(core)
 
 
 def test_remove_restores_the_original_methods(lib: ModuleType) -> None:
@@ -365,8 +376,10 @@ def test_remove_restores_the_original_methods(lib: ModuleType) -> None:
     wrapped = [
         (core.HTTP11Connection, "handle_request"),
         (core.AsyncHTTP11Connection, "handle_async_request"),
+        (core.ConnectionPool, "handle_request"),
+        (core.AsyncConnectionPool, "handle_async_request"),
     ]
-    originals = [original_of(replay, cls, name) for cls, name in wrapped]
+    originals = [original_of(integration, cls, name) for cls, name in wrapped]
     keepalive_patch.remove()
     try:
         assert [cls.__dict__[name] for cls, name in wrapped] == originals
@@ -578,7 +591,7 @@ def test_old_httpcore_is_left_alone() -> None:
     if replay.supported(core):
         pytest.skip(f"httpcore {core.__version__} replays; this is for httpcore < 1.0.3")
     httpx = pytest.importorskip("httpx")
-    assert not any(cls.__module__.startswith("httpcore.") for cls in wrapped_classes(replay))
+    assert replay_wrapped(core) == []
     with DyingServer() as server:
         first, second = exchange(httpx, "sync", server.url, twice())
     assert (first, type(second)) == (200, httpx.RemoteProtocolError)

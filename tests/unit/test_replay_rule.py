@@ -1,16 +1,15 @@
-"""The replay rule by itself: which requests are replayable, which errors mean a dead
-connection, and whether a byte of the response arrived.  The exceptions are the libraries' own
-classes, built the way httpcore raises them (``raise Mapped(exc) from exc``); the live tests
-prove the same on real connections."""
+"""The replay rule by itself, beside Go's ``shouldRetryRequest``: one case per branch, then what
+each error kind and ``isReplayable`` take in.  The exceptions are the libraries' own classes,
+built the way httpcore raises them (``raise Mapped(exc) from exc``); the live tests prove the
+same on real connections, and ``test_httpcore_replay`` the wrappers that ask the rule."""
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import socket
 from collections.abc import Iterator
-from types import ModuleType
-from typing import Any
+from types import ModuleType, SimpleNamespace
+from typing import Any, Callable
 
 import h11
 import pytest
@@ -37,30 +36,108 @@ def body(library: str, content: bytes = b"") -> object:
     return module.Request("POST", "http://127.0.0.1/", content=content).stream
 
 
-# -- is the request replayable? ---------------------------------------------------------------
+def request(method: bytes, headers: Any = (), stream: object = None) -> Any:
+    """What the rule reads of a request (a bytes body unless given)."""
+    if stream is None:
+        stream = body("httpcore")
+    return SimpleNamespace(method=method, headers=list(headers), stream=stream)
+
+
+class Count:
+    """A counted stream, as far as the rule reads one."""
+
+    def __init__(self, received: int = 0) -> None:
+        self.received = received
+
+
+def reused(received_since: int = 0) -> replay.Started:
+    """A connection that had returned a response, ``received_since`` bytes read since."""
+    return replay.Started(True, Count(100 + received_since), 100)
+
+
+GET = request(b"GET")
+
+
+# Kinds of failure, each made from the library's module as httpcore raises it.
+
+
+def closed(core: ModuleType) -> BaseException:
+    return core.RemoteProtocolError("Server disconnected without sending a response.")
+
+
+def reset(core: ModuleType) -> BaseException:
+    return raised_from(core.ReadError, ConnectionResetError(errno.ECONNRESET, "reset"))
+
+
+def broken_pipe(core: ModuleType) -> BaseException:
+    return raised_from(core.WriteError, BrokenPipeError(errno.EPIPE, "broken pipe"))
+
+
+def timed_out(core: ModuleType) -> BaseException:
+    return raised_from(core.ReadTimeout, socket.timeout("timed out"))
+
+
+# -- the rule, branch by branch, beside Go's ---------------------------------------------------
+
+#: (Go's branch, the connection when the request started, the request, the failure, replayed).
+BRANCHES = [
+    ("!pc.isReused() -> false", replay.FRESH, GET, closed, False),
+    ("nothingWrittenError: left out", reused(), request(b"POST"), broken_pipe, False),
+    ("!req.isReplayable() -> false", reused(), request(b"POST"), closed, False),
+    ("transportReadFromServerError -> true", reused(), GET, reset, True),
+    ("transportReadFromServerError: a byte arrived", reused(1), GET, reset, False),
+    ("errServerClosedIdle -> true", reused(), GET, closed, True),
+    ("errServerClosedIdle: a byte arrived", reused(1), GET, closed, False),
+    ("return false // conservatively", reused(), GET, timed_out, False),
+]
+
+
+@pytest.mark.parametrize(
+    ("started", "sent", "failure", "replayed"),
+    [case[1:] for case in BRANCHES],
+    ids=[case[0] for case in BRANCHES],
+)
+def test_the_rule_is_gos_branch_by_branch(
+    core: ModuleType,
+    started: replay.Started,
+    sent: Any,
+    failure: Callable[[ModuleType], BaseException],
+    replayed: bool,
+) -> None:
+    assert replay.should_replay(started, sent, failure(core), replay.Errors(core)) is replayed
+
+
+def test_a_stream_that_is_not_counted_is_never_replayed(core: ModuleType) -> None:
+    """Without a count nobody can say that no byte arrived."""
+    uncounted = replay.Started(True, None, 0)
+    assert not replay.should_replay(uncounted, GET, closed(core), replay.Errors(core))
+    assert not replay.nothing_arrived(uncounted)
+
+
+# -- is the request replayable? (Go's ``isReplayable``) ----------------------------------------
 
 
 @pytest.mark.parametrize("library", ["httpx", "httpx2", "httpcore", "httpcore2"])
 @pytest.mark.parametrize("method", [b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"get"])
 def test_safe_methods_with_a_bytes_body_are_replayable(library: str, method: bytes) -> None:
-    assert replay.is_replayable(method, [], body(library))
-    assert replay.is_replayable(method, [], body(library, b"payload"))
+    assert replay.is_replayable(request(method, [], body(library)))
+    assert replay.is_replayable(request(method, [], body(library, b"payload")))
 
 
 @pytest.mark.parametrize("method", [b"POST", b"PUT", b"DELETE", b"PATCH", b"CONNECT"])
 def test_other_methods_need_an_idempotency_key(method: bytes) -> None:
     stream = body("httpx", b"payload")
-    assert not replay.is_replayable(method, [(b"Host", b"x")], stream)
+    assert not replay.is_replayable(request(method, [(b"Host", b"x")], stream))
     for name in (b"Idempotency-Key", b"idempotency-key", b"X-Idempotency-Key"):
-        assert replay.is_replayable(method, [(b"Host", b"x"), (name, b"k")], stream)
-    assert not replay.is_replayable(method, [(b"Idempotency", b"k")], stream)
+        assert replay.is_replayable(request(method, [(b"Host", b"x"), (name, b"k")], stream))
+    assert not replay.is_replayable(request(method, [(b"Idempotency", b"k")], stream))
 
 
 def test_json_and_form_bodies_are_bytes_bodies() -> None:
     httpx = pytest.importorskip("httpx")
     for kwargs in ({"json": {"a": 1}}, {"data": {"a": "1"}}, {}):
-        request = httpx.Request("POST", "http://127.0.0.1/", **kwargs)  # type: ignore[arg-type]
-        assert replay.body_is_replayable(request.stream), kwargs
+        built = httpx.Request("POST", "http://127.0.0.1/", **kwargs)  # type: ignore[arg-type]
+        assert replay.body_is_replayable(built.stream), kwargs
 
 
 def test_streamed_bodies_are_never_replayable() -> None:
@@ -74,22 +151,22 @@ def test_streamed_bodies_are_never_replayable() -> None:
     subclass = type("MyStream", (type(body("httpx")),), {})(b"x")
     for stream in (streamed.stream, files.stream, subclass, chunks(), [b"x"], b"x", None):
         assert not replay.body_is_replayable(stream), stream
-        assert not replay.is_replayable(b"GET", [(b"Idempotency-Key", b"k")], stream)
+        keyed = SimpleNamespace(method=b"GET", headers=[(b"Idempotency-Key", b"k")], stream=stream)
+        assert not replay.is_replayable(keyed)
 
 
-# -- did the connection die? -------------------------------------------------------------------
+# -- which failures are a dead connection (the error kinds) ------------------------------------
 
 
 def test_a_close_reset_or_broken_pipe_is_a_dead_connection(core: ModuleType) -> None:
     errors = replay.Errors(core)
-    disconnected = core.RemoteProtocolError("Server disconnected without sending a response.")
-    for exc in (
-        disconnected,
-        core.RemoteProtocolError("Server disconnected"),  # HTTP/2
-        raised_from(core.ReadError, ConnectionResetError(errno.ECONNRESET, "reset")),
-        raised_from(core.WriteError, BrokenPipeError(errno.EPIPE, "broken pipe")),
-    ):
-        assert replay.connection_died(exc, errors), exc
+    assert replay.server_closed_idle(closed(core), reused(), errors)
+    http2_close = core.RemoteProtocolError("Server disconnected")
+    assert replay.server_closed_idle(http2_close, reused(), errors)
+    assert replay.read_from_server_failed(reset(core), reused(), errors)
+    assert replay.read_from_server_failed(broken_pipe(core), reused(), errors)
+    for exc in (closed(core), http2_close, reset(core), broken_pipe(core)):
+        assert replay.should_replay(reused(), GET, exc, errors), exc
 
 
 def test_a_malformed_or_refused_response_is_not_a_dead_connection(core: ModuleType) -> None:
@@ -97,16 +174,17 @@ def test_a_malformed_or_refused_response_is_not_a_dead_connection(core: ModuleTy
     malformed = raised_from(core.RemoteProtocolError, h11.RemoteProtocolError("bad status line"))
     goaway = core.RemoteProtocolError(object())  # HTTP/2 carries the h2 event
     for exc in (malformed, goaway, core.LocalProtocolError("x"), core.ConnectError("refused")):
-        assert not replay.connection_died(exc, errors), exc
+        assert not replay.should_replay(reused(), GET, exc, errors), exc
 
 
 def test_timeouts_are_never_replayed(core: ModuleType) -> None:
     errors = replay.Errors(core)
     for cls in (core.ReadTimeout, core.WriteTimeout):
-        assert not replay.connection_died(raised_from(cls, socket.timeout("timed out")), errors)
-        assert not replay.connection_died(cls("timed out"), errors)
-    assert not replay.connection_died(core.PoolTimeout("pool"), errors)
-    assert not replay.connection_died(core.ConnectTimeout("connect"), errors)
+        timed_out = raised_from(cls, socket.timeout("timed out"))
+        assert not replay.should_replay(reused(), GET, timed_out, errors)
+        assert not replay.should_replay(reused(), GET, cls("timed out"), errors)
+    assert not replay.should_replay(reused(), GET, core.PoolTimeout("pool"), errors)
+    assert not replay.should_replay(reused(), GET, core.ConnectTimeout("connect"), errors)
 
 
 def test_keepalive_etimedout_is_a_dead_peer_not_a_timeout(core: ModuleType) -> None:
@@ -115,81 +193,21 @@ def test_keepalive_etimedout_is_a_dead_peer_not_a_timeout(core: ModuleType) -> N
     errors = replay.Errors(core)
     dead = OSError(errno.ETIMEDOUT, "Connection timed out")
     assert isinstance(dead, TimeoutError)
-    assert replay.connection_died(raised_from(core.ReadTimeout, dead), errors)
-    assert replay.connection_died(raised_from(core.WriteTimeout, dead), errors)
-    assert replay.connection_died(raised_from(core.ReadError, dead), errors)  # Python 3.9
     wrapped = raised_from(RuntimeError, dead)  # anyio / trio put their own error in between
-    assert replay.connection_died(raised_from(core.ReadError, wrapped), errors)
-
-
-# -- did a byte of the response arrive? -------------------------------------------------------
-
-
-class Chunks:
-    """A network stream that hands out the given chunks, then ``b""`` (a close)."""
-
-    def __init__(self, *chunks: bytes) -> None:
-        self.chunks = list(chunks)
-        self.closed = False
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self.chunks.pop(0) if self.chunks else b""
-
-    def close(self) -> None:
-        self.closed = True
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self.written = buffer
-
-    def get_extra_info(self, info: str) -> object:
-        return f"info:{info}"
-
-
-def test_a_byte_read_since_the_mark_means_something_arrived(core: ModuleType) -> None:
-    errors = replay.Errors(core)
-    closed = core.RemoteProtocolError("Server disconnected without sending a response.")
-    for chunks, arrived in (
-        ((), False),
-        ((b"HTTP/1.1 200 OK\r\nContent-Le",), True),
-        ((b"HTTP/1.1 100 Continue\r\n\r\n",), True),
-        ((b"H",), True),
+    for exc in (
+        raised_from(core.ReadTimeout, dead),
+        raised_from(core.WriteTimeout, dead),
+        raised_from(core.ReadError, dead),  # Python 3.9
+        raised_from(core.ReadError, wrapped),
     ):
-        stream = replay.CountingStream(Chunks(b"HTTP/1.1 200 OK\r\n\r\n", *chunks))
-        stream.read(65536)  # the previous response, before the mark
-        mark = stream.received
-        while stream.read(65536):
-            pass
-        assert replay.nothing_arrived(stream, mark) is not arrived, chunks
-        assert replay.server_closed_idle(closed, errors, stream, mark) is not arrived, chunks
-    assert not replay.nothing_arrived(None, 0)  # a stream we could not count: never replayed
+        assert replay.read_from_server_failed(exc, reused(), errors), exc
+        assert replay.should_replay(reused(), GET, exc, errors), exc
 
 
-def test_the_counting_stream_is_the_inner_stream_but_for_the_count() -> None:
-    inner = Chunks(b"abc")
-    stream = replay.CountingStream(inner)
-    assert stream.read(10) == b"abc"
-    stream.write(b"GET / HTTP/1.1\r\n\r\n", timeout=1.0)
-    assert stream.get_extra_info("is_readable") == "info:is_readable"
-    stream.close()
-    assert (stream.received, inner.closed, stream.chunks) == (3, True, [])
-    assert inner.written == b"GET / HTTP/1.1\r\n\r\n"
-
-
-def test_the_async_counting_stream_counts_the_same() -> None:
-    class AsyncChunks(Chunks):
-        async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # type: ignore[override]
-            return super().read(max_bytes, timeout)
-
-    stream = replay.AsyncCountingStream(AsyncChunks(b"ab", b"c"))
-
-    async def read_all() -> bytes:
-        data = b""
-        while chunk := await stream.read(10):
-            data += chunk
-        return data
-
-    assert asyncio.run(read_all()) == b"abc"
-    assert stream.received == 3
+def test_the_library_errors_are_found_where_the_rule_expects_them(core: ModuleType) -> None:
+    errors = replay.Errors(core)
+    assert errors.not_available is core.ConnectionNotAvailable
+    assert errors.broken == (core.ReadError, core.WriteError)
 
 
 # -- which httpcore drops a dead connection from its pool? ------------------------------------
@@ -217,51 +235,4 @@ def test_httpcore_is_replayed_from_1_0_3(version: str, replayed: bool) -> None:
     module = ModuleType("httpcore")
     module.__version__ = version  # type: ignore[attr-defined]
     assert replay.supported(module) is replayed
-    assert replay.supported(ModuleType("httpcore2"))  # every httpcore2 has the newer pool
-
-
-def test_the_library_errors_are_found_where_the_rule_expects_them(core: ModuleType) -> None:
-    errors = replay.Errors(core)
-    assert errors.not_available is core.ConnectionNotAvailable
-    assert errors.broken == (core.ReadError, core.WriteError)
-
-
-# -- rule 1 is decided when the request starts --------------------------------------------------
-
-
-class Connection:
-    """Stands for an httpcore connection: the rule reads only its network stream."""
-
-    def __init__(self) -> None:
-        self._network_stream = Chunks()
-
-
-def pool_send(send: Any, connection: Connection, request: object) -> Any:
-    """Stands for a pool's send: the wrapper hands a request back only to a pool."""
-    return send(connection, request)
-
-
-@pytest.mark.parametrize("served_before", [False, True], ids=["fresh", "reused"])
-def test_reused_is_what_the_connection_was_when_the_request_started(
-    core: ModuleType, served_before: bool
-) -> None:
-    """A request that started on an HTTP/2 connection before its first response is not replayed
-    when the connection dies, even though by then another stream's response had come back."""
-    wrapper = replay._connection_wrapper(
-        replay.Errors(core), frozenset({pool_send.__code__}), is_async=False, multiplexed=True
-    )
-    connection = Connection()
-    if served_before:
-        replay._mark_served(connection)
-    request = core.Request("GET", "http://127.0.0.1/")
-
-    def send(instance: Connection, request: object) -> Any:
-        replay._mark_served(instance)  # another stream's response returned meanwhile
-        raise core.RemoteProtocolError("Server disconnected")
-
-    def wrapped(request: object) -> Any:
-        return send(connection, request)
-
-    expected = core.ConnectionNotAvailable if served_before else core.RemoteProtocolError
-    with pytest.raises(expected):
-        pool_send(lambda c, r: wrapper(wrapped, c, (r,), {}), connection, request)
+    assert replay.supported(ModuleType("httpcore2"))  # always the newer pool
