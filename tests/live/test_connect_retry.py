@@ -17,6 +17,7 @@ bound), and the upper bounds only rule out one more attempt.
 
 from __future__ import annotations
 
+import importlib
 import io
 import logging
 import pickle
@@ -133,11 +134,15 @@ def handshakes(get: Callable[[str], None], server: OriginServer) -> tuple[BaseEx
 def test_httpx_dials_a_failed_tls_handshake_again(
     name: str, untrusted_tls_origin: OriginServer
 ) -> None:
+    """httpcore >= 0.17 retries ``start_tls`` with the connect; 0.16 (httpx 0.23) retries the
+    TCP connect alone, so there the failed handshake is not dialled again."""
     lib = pytest.importorskip(name)
     (error, count), (unpatched, unpatched_count) = with_and_without_shim(
         lambda: handshakes(httpx_get(lib), untrusted_tls_origin)
     )
-    assert (count, unpatched_count) == (2, 1)
+    core = importlib.import_module("httpcore" if name == "httpx" else "httpcore2")
+    retried = name == "httpx2" or not core.__version__.startswith("0.16.")
+    assert (count, unpatched_count) == ((2 if retried else 1), 1)
     assert type(error) is type(unpatched) is lib.ConnectError
     assert "CERTIFICATE_VERIFY_FAILED" in str(error)
 

@@ -1,5 +1,6 @@
 """The OpenTelemetry instrumentor: registered, idempotent, and reversible."""
 
+import sys
 from importlib.metadata import entry_points
 
 import pytest
@@ -12,11 +13,11 @@ from keepalive_patch.otel import KeepalivePatchInstrumentor
 
 
 def test_registered_as_an_opentelemetry_instrumentor() -> None:
-    found = [
-        ep
-        for ep in entry_points(group="opentelemetry_instrumentor")
-        if ep.name == "keepalive_patch"
-    ]
+    if sys.version_info >= (3, 10):
+        group = entry_points(group="opentelemetry_instrumentor")
+    else:  # Python 3.9: a dict of groups
+        group = entry_points().get("opentelemetry_instrumentor", [])
+    found = [ep for ep in group if ep.name == "keepalive_patch"]
     assert [ep.load() for ep in found] == [KeepalivePatchInstrumentor]
 
 
