@@ -6,7 +6,7 @@ by side.  Their file names carry the ABI (``_wrappers.cpython-39-x86_64-linux-gn
 ``_wrappers.cpython-313-x86_64-linux-musl.so``), so every interpreter loads its own and ignores
 the others; one for which none fits (another version, an older glibc) uses wrapt's pure-Python
 implementation.  ``PYTHONPATH=DIR/keepalive_patch/bootstrap`` is all an app process needs: the
-bootstrap borrows the package and wrapt from ``DIR`` (``_sitecustomize.lend_wrapt``).
+bootstrap borrows the package and wrapt from ``DIR`` (``_lend.lend_wrapt``).
 
 Building needs the package index (``pip download`` of wrapt's wheels: PyPI, or whatever pip is
 configured to use); running never touches the network.  The directory is built beside ``DIR``

@@ -19,10 +19,10 @@ except ModuleNotFoundError as exc:
     home = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     sys.path.insert(0, home)
     try:
-        from keepalive_patch import _sitecustomize
+        from keepalive_patch import _lend
     finally:
         del sys.path[0]
-    _sitecustomize.lend_wrapt(home)
+    _lend.lend_wrapt(home)
 
 from keepalive_patch.otel import KeepalivePatchInstrumentor
 

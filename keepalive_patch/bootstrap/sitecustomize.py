@@ -17,7 +17,7 @@ if sys.version_info >= (3, 9):  # noqa: UP036 - read by any interpreter on PYTHO
         # An interpreter that cannot see the environment this directory belongs to (say a
         # system Python started by the app, or a fleet's bundle directory): use the package
         # beside us without leaving that environment on its path, and lend it wrapt from the
-        # same place (see ``_sitecustomize.lend_wrapt``).
+        # same place (see ``_lend``).
         import os
 
         home = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -26,5 +26,7 @@ if sys.version_info >= (3, 9):  # noqa: UP036 - read by any interpreter on PYTHO
             from keepalive_patch import _sitecustomize
         finally:
             del sys.path[0]
-        _sitecustomize.lend_wrapt(home)
+        from keepalive_patch import _lend
+
+        _lend.lend_wrapt(home)
     _sitecustomize.chain(__file__)

@@ -51,7 +51,9 @@ class Recording(Handler):
 def httpx_client(url: str, own: bool) -> Any:
     import httpx
 
-    transport = httpx.HTTPTransport(socket_options=OWN_POLICY) if own else None
+    # By a dict: httpx < 0.25 takes no socket_options (its typing would reject the keyword).
+    own_options: dict[str, Any] = {"socket_options": OWN_POLICY}
+    transport = httpx.HTTPTransport(**own_options) if own else None
     client = httpx.Client(trust_env=False, transport=transport)
     client.get(url + "httpx").raise_for_status()
     return client
@@ -84,7 +86,9 @@ def own_socket(addr_info: Any) -> socket.socket:
 async def aiohttp_session(url: str, own: bool) -> Any:
     import aiohttp
 
-    connector = aiohttp.TCPConnector(socket_factory=own_socket) if own else aiohttp.TCPConnector()
+    # By a dict: aiohttp < 3.12 takes no socket_factory (its typing would reject the keyword).
+    own_factory: dict[str, Any] = {"socket_factory": own_socket} if own else {}
+    connector = aiohttp.TCPConnector(**own_factory)
     session = aiohttp.ClientSession(connector=connector, trust_env=False)
     async with session.get(url + "aiohttp") as response:
         await response.read()
