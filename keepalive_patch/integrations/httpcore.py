@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import itertools
+import sys
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Protocol
@@ -164,10 +165,18 @@ class _ProxyPlan(InitPlan):
             if isinstance(error, type)
         )
         self.takes_options = _takes_socket_options(self.make_default)
+        #: httpcore2 >= 2.17 builds its proxy connections with the pool's own ``retries`` (an
+        #: HTTP proxy pool also with its ``socket_options`` and ``uds``), which httpx2 >= 2.17
+        #: hands it: a retry of ours would then repeat each of its own, and an HTTP proxy pool
+        #: needs nothing of ours at all.
+        self.connects_itself = _connects_with_own_retries(init, name)
+        self.is_socks = "SOCKS" in name
 
     def adjust(self, arguments: dict[str, Any]) -> bool:
         """Give the pool our backend, unless the caller gave one (theirs to configure)."""
         if arguments.get("network_backend") is not None:
+            return False
+        if self.connects_itself and not self.is_socks:
             return False
         transport = _handoff.building()
         source = arguments if transport is None else transport
@@ -178,6 +187,8 @@ class _ProxyPlan(InitPlan):
         options = list(options or [])
         retries = source.get("retries")
         retries = retries if isinstance(retries, int) and retries > 0 else 0
+        if self.connects_itself:
+            retries = 0  # the pool retries its own proxy connects
         if options and not self.takes_options:
             log_once(
                 "proxy-nosockopts:" + self.label,
@@ -193,6 +204,24 @@ class _ProxyPlan(InitPlan):
             self.make_default(), options, retries, self.retry_on
         )
         return True
+
+
+#: Proxy pool class -> the connection class it builds its proxy connections with (beside it).
+PROXY_CONNECTIONS = {
+    "HTTPProxy": "ForwardHTTPConnection",
+    "SOCKSProxy": "Socks5Connection",
+    "AsyncHTTPProxy": "AsyncForwardHTTPConnection",
+    "AsyncSOCKSProxy": "AsyncSocks5Connection",
+}
+
+
+def _connects_with_own_retries(init: Any, name: str) -> bool:
+    """Whether the pool ``name`` (its ``__init__`` is ``init``) hands its own ``retries`` to the
+    connections it makes to the proxy: their class takes ``retries`` (httpcore2 >= 2.17)."""
+    module = sys.modules.get(getattr(init, "__module__", "") or "")
+    connection = getattr(module, PROXY_CONNECTIONS.get(name, ""), None)
+    connection_init = getattr(connection, "__init__", None)
+    return connection_init is not None and "retries" in parameter_names(connection_init)
 
 
 def _default_backend(module: ModuleType, is_async: bool) -> Callable[[], Any]:

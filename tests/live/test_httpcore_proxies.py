@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import Any, Callable
 
 import pytest
-from support.faults import warnings_from_patching_twice
+from support.faults import warnings_from_patching_twice, with_and_without_shim
 from support.libs import wrapped_classes
 from support.proxies import HTTPProxyServer, OriginServer, Socks5ProxyServer
 from support.servers import LoopbackServer
@@ -205,6 +205,10 @@ def test_explicit_keepalive_off_is_respected(lib: ModuleType, route: Any) -> Non
 def test_uds_means_no_socket_options(lib: ModuleType, kind: str, route: Any) -> None:
     """The core rule (uds set -> no socket options) holds even though httpx then ignores uds."""
     proxy, origin = route
+    if proxies._connects_with_own_retries(
+        getattr(core_of(lib).HTTPProxy.__init__, "__wrapped__", None), "HTTPProxy"
+    ):
+        pytest.skip(f"{lib.__name__} {lib.__version__} sends its proxy connections through uds")
     transport = lib.HTTPTransport(
         proxy=proxy_of(lib, proxy), verify=False, uds="/nonexistent/keepalive-patch.sock"
     )
@@ -271,11 +275,18 @@ def test_callers_network_backend_is_left_alone(lib: ModuleType, forward: Any) ->
     kwargs: dict[str, Any] = {"network_backend": backend}
     if "socket_options" in inspect.signature(core.HTTPProxy.__init__).parameters:
         kwargs["socket_options"] = keepalive_patch.socket_options()
-    with core.HTTPProxy(proxy_url=proxy.url, **kwargs) as pool:
-        response = pool.request("GET", origin.url)
-        sock = response.extensions["network_stream"].get_extra_info("socket")
-        assert tuple(sock.getpeername()[:2]) == proxy.address
-        assert_no_keepalive(sock)  # httpcore's own behaviour with a backend of the caller's
+
+    def keepalive_on_the_proxy_socket() -> int:
+        with core.HTTPProxy(proxy_url=proxy.url, **kwargs) as pool:
+            response = pool.request("GET", origin.url)
+            sock = response.extensions["network_stream"].get_extra_info("socket")
+            assert tuple(sock.getpeername()[:2]) == proxy.address
+            return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE))
+
+    # httpcore's own behaviour with a backend of the caller's: none before httpcore2 2.17 (its
+    # proxy pools dropped their socket_options), the pool's own options from 2.17 on.
+    patched, unpatched = with_and_without_shim(keepalive_on_the_proxy_socket)
+    assert patched == unpatched
 
 
 # -- the connect retry -----------------------------------------------------------------------
