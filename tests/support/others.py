@@ -66,3 +66,17 @@ def run_fleet_app(
     assert len(lines) == 1, result.stdout + result.stderr
     report: dict[str, Any] = json.loads(lines[0])
     return report, result
+
+
+def assert_fleet_app_patched(report: dict[str, Any]) -> None:
+    """What ``scripts/fleet_app.py`` reports from a patched interpreter: every library's live
+    socket carries the options, httpx and requests got their connect retry, and the server
+    counted the replay of a GET whose reused connection died."""
+    from support.procs import expected
+
+    assert sorted(report["results"]) == ["aiohttp", "httpx", "requests"]
+    for library, got in report["results"].items():
+        assert got["options"] == {key: expected()[key] for key in got["options"]}, library
+    assert report["results"]["httpx"]["retries"] == 1
+    assert report["results"]["requests"]["retries"] == 1
+    assert report["replay"] == {"requests": 3, "outcome": "ok"}
