@@ -335,7 +335,6 @@ class Patcher:
 
     def __init__(self) -> None:
         self._wrapped: dict[tuple[type, str], _Wrapped] = {}
-        _patchers.append(self)
 
     def wrap(
         self, cls: type, attribute: str, make_wrapper: Callable[[Any], Wrapper | None]
@@ -370,26 +369,7 @@ class Patcher:
         for item in wrapped:
             item.remove()
 
-    def original(self, cls: type, attribute: str = "__init__") -> Any:
-        """What ``cls.attribute`` was before we wrapped it."""
-        with _lock:
-            return self._wrapped[cls, attribute].original
-
     def wrapped(self) -> list[tuple[type, str, Any]]:
         """(class, attribute, original) of every method wrapped now."""
         with _lock:
             return [(w.cls, w.attribute, w.original) for w in self._wrapped.values()]
-
-    def classes(self) -> list[type]:
-        """The classes with at least one method wrapped now."""
-        with _lock:
-            return list(dict.fromkeys(cls for cls, _ in self._wrapped))
-
-
-#: Every ``Patcher`` made (one per integration module): what ``wrapped_methods`` reads.
-_patchers: list[Patcher] = []
-
-
-def wrapped_methods() -> list[tuple[type, str, Any]]:
-    """(class, attribute, original) of every method any integration has wrapped now."""
-    return [item for patcher in _patchers for item in patcher.wrapped()]

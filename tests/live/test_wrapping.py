@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import wrapt
-from support.libs import installed_libraries, takes_socket_options
+from support.libs import all_wrapped, installed_libraries, takes_socket_options
 from support.servers import serving
 
 import keepalive_patch
@@ -198,9 +198,7 @@ def test_every_wrapped_method_looks_like_its_original_before_first_use() -> None
     assert _every_library()
     keepalive_patch.remove()
     keepalive_patch.apply()  # fresh stand-ins, none used yet
-    from keepalive_patch._wrapping import wrapped_methods
-
-    wrapped = wrapped_methods()
+    wrapped = all_wrapped()
     assert any(inspect.iscoroutinefunction(original) for _, _, original in wrapped)
     for cls, attribute, original in wrapped:
         standing = cls.__dict__[attribute]

@@ -15,6 +15,7 @@ from keepalive_patch.check_clients import takes_socket_options
 __all__ = [
     "LIBRARIES",
     "MODES",
+    "all_wrapped",
     "has_socket_factory",
     "installed_libraries",
     "original_of",
@@ -65,6 +66,20 @@ def original_of(integration: Any, cls: type, attribute: str = "__init__") -> Any
         if wrapped_class is cls and name == attribute:
             return found
     raise LookupError(f"{integration.__name__} does not wrap {cls.__qualname__}.{attribute}")
+
+
+def all_wrapped() -> list[tuple[type, str, Any]]:
+    """``wrapped()`` of every integration in the registry that has been loaded."""
+    import sys
+
+    import keepalive_patch
+
+    found = []
+    for integration in dict.fromkeys(name for name, _ in keepalive_patch.WATCHED.values()):
+        module = sys.modules.get(f"keepalive_patch.integrations.{integration}")
+        if module is not None:
+            found += module.wrapped()
+    return found
 
 
 def wrapped_classes(integration: Any) -> list[type]:

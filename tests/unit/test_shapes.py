@@ -13,7 +13,7 @@ import inspect
 from typing import Any, Callable
 
 import pytest
-from support.libs import installed_libraries
+from support.libs import all_wrapped, installed_libraries
 
 import keepalive_patch
 from keepalive_patch import _wrapping
@@ -40,7 +40,7 @@ def _real_inits() -> list[Callable[..., Any]]:
             importlib.import_module(module)
         except ImportError:
             continue
-    return [original for _, _, original in _wrapping.wrapped_methods()]
+    return [original for _, _, original in all_wrapped()]
 
 
 FUNCTIONS = [
@@ -82,7 +82,7 @@ def test_the_fast_path_adds_what_the_full_plan_adds(
     lib: Any, class_name: str, call: dict[str, Any]
 ) -> None:
     cls = getattr(lib, class_name)
-    original = next(o for c, a, o in _wrapping.wrapped_methods() if c is cls and a == "__init__")
+    original = next(o for c, a, o in all_wrapped() if c is cls and a == "__init__")
     plan = _TransportPlan(original, f"{lib.__name__}.{class_name}")
     fast = plan.fast(dict(call))
     if fast is None:  # a call the fast path does not take: rewrite alone decides it
